@@ -1,0 +1,44 @@
+# Every target creates .venv and installs the project on first use, so each is the one command to type.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DAGSTER_HOME ?= $(CURDIR)/.iwatch/dagster_home
+
+.PHONY: install test lint typecheck unit run serve dev bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest
+
+test: lint typecheck unit
+
+run: $(STAMP)
+	$(BIN)/python -m example_project.run
+
+serve: $(STAMP)
+	$(BIN)/iwatch local serve --data .iwatch/local
+
+dev: $(STAMP)
+	mkdir -p $(DAGSTER_HOME)
+	DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/dagster dev -m example_project.definitions
+
+bench: $(STAMP)
+	$(BIN)/python -m tests.bench.ingest
+
+clean:
+	rm -rf $(VENV) .iwatch .pytest_cache .mypy_cache .ruff_cache *.egg-info

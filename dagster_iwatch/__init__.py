@@ -1,0 +1,50 @@
+"""Dagster integration for Inverse Watch: saved queries as scheduled, partitioned Parquet assets.
+
+Names are loaded on first use, so that the plain client and the local server can be used without
+importing Dagster.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from dagster_iwatch.version import __version__
+
+if TYPE_CHECKING:
+    from dagster_iwatch.assets import (
+        IWatchQuerySpec,
+        IWatchTranslator,
+        build_iwatch_query_asset,
+        build_iwatch_query_assets,
+    )
+    from dagster_iwatch.client import IWatchClient
+    from dagster_iwatch.io_manager import IWatchParquetIOManager
+    from dagster_iwatch.resource import IWatchResource
+    from dagster_iwatch.types import Column, Dashboard, Job, JobStatus, Parameter, Query, QueryResult
+
+_EXPORTS = {
+    "IWatchClient": "dagster_iwatch.client",
+    "IWatchResource": "dagster_iwatch.resource",
+    "IWatchParquetIOManager": "dagster_iwatch.io_manager",
+    "IWatchQuerySpec": "dagster_iwatch.assets",
+    "IWatchTranslator": "dagster_iwatch.assets",
+    "build_iwatch_query_asset": "dagster_iwatch.assets",
+    "build_iwatch_query_assets": "dagster_iwatch.assets",
+    "Column": "dagster_iwatch.types",
+    "Dashboard": "dagster_iwatch.types",
+    "Job": "dagster_iwatch.types",
+    "JobStatus": "dagster_iwatch.types",
+    "Parameter": "dagster_iwatch.types",
+    "Query": "dagster_iwatch.types",
+    "QueryResult": "dagster_iwatch.types",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dagster_iwatch' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,209 @@
+"""Frozen value types for what the Inverse Watch API returns."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+
+class JobStatus(IntEnum):
+    """A job's status code, as Redash reports it."""
+
+    PENDING = 1
+    STARTED = 2
+    SUCCESS = 3
+    FAILURE = 4
+    CANCELLED = 5
+    DEFERRED = 6
+    SCHEDULED = 7
+
+
+CANCELLED_MESSAGES = ("query cancelled by user", "query execution cancelled")
+
+
+@dataclass(frozen=True)
+class Job:
+    """A query execution job.
+
+    Upstream Redash reports a cancelled job as ``FAILURE`` with "Query cancelled by user.";
+    :attr:`is_cancelled` treats both forms as cancelled.
+    """
+
+    id: str
+    status: JobStatus
+    error: str = ""
+    query_result_id: int | None = None
+
+    @property
+    def is_finished(self) -> bool:
+        """Whether the job reached a final state (success, failure or cancelled)."""
+        return self.status in (JobStatus.SUCCESS, JobStatus.FAILURE, JobStatus.CANCELLED)
+
+    @property
+    def is_cancelled(self) -> bool:
+        """Whether the job was cancelled, in either the Inverse Watch or the upstream Redash form."""
+        if self.status == JobStatus.CANCELLED:
+            return True
+        return self.status == JobStatus.FAILURE and self.error.strip().lower().rstrip(".") in CANCELLED_MESSAGES
+
+
+@dataclass(frozen=True)
+class MultiValuesOptions:
+    """How a multi-value enum or query parameter joins its values into SQL."""
+
+    prefix: str = ""
+    suffix: str = ""
+    separator: str = ","
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A parameter declared by a saved query (``options.parameters``).
+
+    Attributes:
+        type: Redash's type name: ``text``, ``number``, ``date``, ``datetime-local``,
+            ``datetime-with-seconds``, ``date-range``, ``datetime-range``, ``datetime-range-with-seconds``,
+            ``enum`` or ``query``.
+        value: The default value stored with the query (``None`` when there is none).
+        enum_options: Allowed values of an ``enum`` parameter.
+        query_id: For a ``query`` parameter, the query whose first column gives the allowed values.
+        multi_values: Set when the parameter takes several values.
+    """
+
+    name: str
+    type: str
+    title: str = ""
+    value: Any = None
+    enum_options: tuple[str, ...] | None = None
+    query_id: int | None = None
+    multi_values: MultiValuesOptions | None = None
+
+
+@dataclass(frozen=True)
+class Query:
+    """A saved query. The query's own API key is kept out of ``repr``."""
+
+    id: int
+    name: str
+    query: str
+    description: str | None = None
+    query_hash: str | None = None
+    data_source_id: int | None = None
+    parameters: tuple[Parameter, ...] = ()
+    tags: tuple[str, ...] = ()
+    is_archived: bool = False
+    is_draft: bool = False
+    is_safe: bool = True
+    version: int | None = None
+    latest_query_data_id: int | None = None
+    schedule: Mapping[str, Any] | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    api_key: str | None = field(default=None, repr=False)
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def parameter(self, name: str) -> Parameter | None:
+        """The declared parameter called ``name``, or ``None``."""
+        return next((p for p in self.parameters if p.name == name), None)
+
+
+@dataclass(frozen=True)
+class Column:
+    """A result column: its name, display name and Redash type (``None`` when the server gave none)."""
+
+    name: str
+    friendly_name: str | None = None
+    type: str | None = None
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """A query result: its metadata, columns and rows as the server sent them.
+
+    ``job_id`` is the job that produced this result in this call, or ``None`` when the server answered
+    from its cache; :attr:`from_cache` says the same. ``parameters`` holds the parameter values sent, as
+    serialized for the API.
+    """
+
+    id: int | None
+    query_hash: str | None
+    query: str | None
+    data_source_id: int | None
+    runtime: float | None
+    retrieved_at: datetime | None
+    columns: tuple[Column, ...]
+    rows: Sequence[Mapping[str, Any]] = field(repr=False)
+    job_id: str | None = None
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def from_cache(self) -> bool:
+        """Whether the server served a cached result instead of running a job for this call."""
+        return self.job_id is None
+
+    @property
+    def row_count(self) -> int:
+        """The number of rows."""
+        return len(self.rows)
+
+    def to_arrow(self) -> pa.Table:
+        """The rows as a :class:`pyarrow.Table` typed by the Redash column types (see ``dagster_iwatch.arrow``)."""
+        from dagster_iwatch.arrow import result_to_arrow
+
+        return result_to_arrow(self)
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The rows as a pandas DataFrame with nullable dtypes, converted through Arrow."""
+        from dagster_iwatch.arrow import arrow_to_pandas
+
+        return arrow_to_pandas(self.to_arrow())
+
+
+@dataclass(frozen=True)
+class Widget:
+    """A dashboard widget: a visualization of a query, or a text box (``visualization_id`` is ``None``)."""
+
+    id: int
+    visualization_id: int | None = None
+    query_id: int | None = None
+    text: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """A dashboard and its widgets."""
+
+    id: int
+    slug: str
+    name: str
+    tags: tuple[str, ...] = ()
+    is_archived: bool = False
+    is_draft: bool = False
+    version: int | None = None
+    widgets: tuple[Widget, ...] = ()
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def query_ids(self) -> tuple[int, ...]:
+        """The ids of the queries its widgets show, in widget order, without repeats."""
+        return tuple(dict.fromkeys(w.query_id for w in self.widgets if w.query_id is not None))
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a paginated list."""
+
+    count: int
+    page: int
+    page_size: int
+    results: Sequence[Mapping[str, Any]]
