@@ -1,0 +1,309 @@
+"""Asset factories: saved Inverse Watch queries become materialized Parquet assets.
+
+Building definitions makes no HTTP call. What needs the query's details (its declared parameters, name and SQL) is
+fetched when the asset runs; keys default to ``["iwatch", "query_<id>"]``, or derive from a ``name`` you give.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any, Literal, TypeAlias
+
+import dagster as dg
+
+from dagster_iwatch import checks as asset_checks
+from dagster_iwatch.errors import (
+    APIError,
+    ConfigError,
+    IWatchError,
+    JobTimeoutError,
+    RateLimitError,
+    TransportError,
+)
+from dagster_iwatch.metadata import data_version, materialization_metadata, with_file_metadata
+from dagster_iwatch.partitions import (
+    PartitionParameter,
+    RangeEnd,
+    check_partition_parameter,
+    partition_parameters,
+)
+from dagster_iwatch.resource import IWatchResource
+
+Mode: TypeAlias = Literal["execute", "cached"]
+
+DEFAULT_KINDS = frozenset({"iwatch", "parquet"})
+
+
+@dataclass(frozen=True)
+class IWatchQuerySpec:
+    """What to build for one saved query.
+
+    Args:
+        query_id: The saved query's id.
+        key: The asset key; by default derived by the translator (``["iwatch", "query_<id>"]``, or
+            ``["iwatch", <snake_case name>]`` when ``name`` is given).
+        name: The query's name, when you want the key and description to use it.
+        description: The asset's description (default: names the query).
+        parameters: Static parameter values (Python values: numbers, strings, dates, ``(start, end)`` tuples...).
+        partitions_def: The asset's partitions.
+        partition_parameter: The parameter each partition fills (see :mod:`dagster_iwatch.partitions`), a
+            ``{dimension: parameter}`` mapping for multi-partitions, or a callable of the context.
+        range_end: ``"inclusive"`` (Redash's convention, default) or ``"exclusive"`` end for ranges filled from a
+            time window.
+        max_age: Reuse a server-side cached result at most this many seconds old; 0 always runs the query.
+        mode: ``"execute"`` runs the query; ``"cached"`` reads its latest cached result without running it.
+        checks: Asset checks to switch on: ``"not_empty"``, ``"schema_unchanged"``, ``"fresh"``.
+        max_result_age: For the ``fresh`` check: how old the result may be.
+        group_name, owners, tags, kinds, metadata, deps, automation_condition: As on ``dagster.AssetSpec``.
+        pool: A Dagster concurrency pool that limits how many of these run at once.
+        retry_policy: A Dagster retry policy for the step.
+        io_manager_key: The IO manager to store the table with (default: ``io_manager``).
+    """
+
+    query_id: int
+    key: dg.AssetKey | str | Sequence[str] | None = None
+    name: str | None = None
+    description: str | None = None
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    partitions_def: dg.PartitionsDefinition | None = None
+    partition_parameter: PartitionParameter | None = None
+    range_end: RangeEnd = "inclusive"
+    max_age: int = 0
+    mode: Mode = "execute"
+    checks: Collection[str] = ()
+    max_result_age: timedelta | None = None
+    group_name: str | None = None
+    owners: Sequence[str] = ()
+    tags: Mapping[str, str] = field(default_factory=dict)
+    kinds: Collection[str] = DEFAULT_KINDS
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    deps: Sequence[dg.AssetKey | str | Sequence[str]] = ()
+    automation_condition: dg.AutomationCondition | None = None
+    pool: str | None = None
+    retry_policy: dg.RetryPolicy | None = None
+    io_manager_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.query_id, bool) or not isinstance(self.query_id, int) or self.query_id <= 0:
+            raise ConfigError(f"query_id must be a positive integer, got {self.query_id!r}")
+        if isinstance(self.max_age, bool) or not isinstance(self.max_age, int) or self.max_age < 0:
+            raise ConfigError(f"max_age must be a whole number of seconds >= 0, got {self.max_age!r}")
+        if self.mode not in ("execute", "cached"):
+            raise ConfigError(f"mode must be 'execute' or 'cached', got {self.mode!r}")
+        if self.range_end not in ("inclusive", "exclusive"):
+            raise ConfigError(f"range_end must be 'inclusive' or 'exclusive', got {self.range_end!r}")
+        if self.mode == "cached" and (self.parameters or self.partitions_def is not None):
+            raise ConfigError(
+                f"query {self.query_id}: mode='cached' reads the query's latest cached result, which has no "
+                "parameters; use mode='execute' (with max_age to reuse cached results) for parameters or partitions"
+            )
+        check_partition_parameter(self.partitions_def, self.partition_parameter)
+        if isinstance(self.partition_parameter, str) and self.partition_parameter in self.parameters:
+            raise ConfigError(
+                f"parameter {self.partition_parameter!r} is both static and filled by the partition; drop one"
+            )
+
+
+class IWatchTranslator:
+    """Turns a query spec into the Dagster ``AssetSpec``. Subclass it to apply rules to a whole instance.
+
+    Example:
+        .. code-block:: python
+
+            class MyTranslator(IWatchTranslator):
+                def get_asset_spec(self, spec: IWatchQuerySpec) -> dg.AssetSpec:
+                    return super().get_asset_spec(spec).replace_attributes(group_name="onchain")
+    """
+
+    def get_asset_key(self, spec: IWatchQuerySpec) -> dg.AssetKey:
+        """The asset key: the spec's own, else from its name, else ``["iwatch", "query_<id>"]``."""
+        if spec.key is not None:
+            return dg.AssetKey.from_coercible(spec.key)
+        if spec.name:
+            return dg.AssetKey(["iwatch", snake_case(spec.name)])
+        return dg.AssetKey(["iwatch", f"query_{spec.query_id}"])
+
+    def get_asset_spec(self, spec: IWatchQuerySpec) -> dg.AssetSpec:
+        """The asset spec for a query spec."""
+        label = f"{spec.name!r} (Inverse Watch query {spec.query_id})" if spec.name else f"query {spec.query_id}"
+        asset_spec = dg.AssetSpec(
+            key=self.get_asset_key(spec),
+            description=spec.description or f"Result of Inverse Watch {label}, stored as Parquet.",
+            group_name=spec.group_name,
+            owners=list(spec.owners),
+            tags=dict(spec.tags),
+            kinds=set(spec.kinds),
+            metadata={"iwatch/query_id": spec.query_id, **spec.metadata},
+            deps=list(spec.deps),
+            partitions_def=spec.partitions_def,
+            automation_condition=spec.automation_condition,
+        )
+        return asset_spec.with_io_manager_key(spec.io_manager_key) if spec.io_manager_key else asset_spec
+
+
+def snake_case(name: str) -> str:
+    """A query name as an asset-key part: lower case, words joined by underscores."""
+    return re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_").lower() or "query"
+
+
+def build_iwatch_query_asset(
+    query_id: int | IWatchQuerySpec,
+    *,
+    key: dg.AssetKey | str | Sequence[str] | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    partitions_def: dg.PartitionsDefinition | None = None,
+    partition_parameter: PartitionParameter | None = None,
+    max_age: int = 0,
+    translator: IWatchTranslator | None = None,
+    resource_key: str = "iwatch",
+    **spec_fields: Any,
+) -> dg.AssetsDefinition:
+    """Build an asset that runs a saved query and hands its typed result to the IO manager as a Parquet table.
+
+    Args:
+        query_id: The saved query's id, or a complete :class:`IWatchQuerySpec`.
+        key: The asset key (default ``["iwatch", "query_<id>"]``).
+        parameters: Static parameter values.
+        partitions_def: The asset's partitions.
+        partition_parameter: The query parameter each partition fills: a date parameter gets the window's start,
+            a date-range or datetime-range parameter the window (inclusive end by default), a text or enum
+            parameter the partition key; a callable ``(context) -> {name: value}`` covers anything else.
+        max_age: Reuse a cached result at most this many seconds old (0: always run).
+        translator: Rules for keys, descriptions and other asset attributes.
+        resource_key: The key of the :class:`IWatchResource` in your Definitions.
+        **spec_fields: Any other :class:`IWatchQuerySpec` field (group_name, owners, tags, mode, checks, pool...).
+
+    Returns:
+        The asset definition. Its value is a ``pyarrow.Table``; use :class:`IWatchParquetIOManager` to store it.
+
+    Raises:
+        ConfigError: An inconsistent spec (for example a partitions_def without partition_parameter).
+
+    Example:
+        .. code-block:: python
+
+            daily_volume = build_iwatch_query_asset(
+                5,
+                key=["onchain", "daily_volume"],
+                partitions_def=dg.DailyPartitionsDefinition(start_date="2024-01-01"),
+                partition_parameter="period",
+            )
+    """
+    if isinstance(query_id, IWatchQuerySpec):
+        spec = query_id
+    else:
+        spec = IWatchQuerySpec(
+            query_id=query_id,
+            key=key,
+            parameters=dict(parameters or {}),
+            partitions_def=partitions_def,
+            partition_parameter=partition_parameter,
+            max_age=max_age,
+            **spec_fields,
+        )
+    return _build(spec, translator or IWatchTranslator(), resource_key)
+
+
+def build_iwatch_query_assets(
+    specs: Sequence[int | IWatchQuerySpec],
+    *,
+    translator: IWatchTranslator | None = None,
+    resource_key: str = "iwatch",
+) -> list[dg.AssetsDefinition]:
+    """Build one asset per saved query; each runs in its own step, with its own partitions.
+
+    Raises:
+        ConfigError: Two specs give the same asset key, or a spec is inconsistent.
+    """
+    translator = translator or IWatchTranslator()
+    built = [
+        _build(s if isinstance(s, IWatchQuerySpec) else IWatchQuerySpec(query_id=s), translator, resource_key)
+        for s in specs
+    ]
+    keys = [a.key for a in built]
+    duplicates = sorted({k.to_user_string() for k in keys if keys.count(k) > 1})
+    if duplicates:
+        raise ConfigError(f"several query specs give the asset keys {duplicates}; set distinct keys")
+    return built
+
+
+def _build(spec: IWatchQuerySpec, translator: IWatchTranslator, resource_key: str) -> dg.AssetsDefinition:
+    asset_spec = translator.get_asset_spec(spec)
+    if asset_spec.partitions_def != spec.partitions_def:
+        spec = replace(spec, partitions_def=asset_spec.partitions_def)
+        check_partition_parameter(spec.partitions_def, spec.partition_parameter)
+    key = asset_spec.key
+    check_specs = asset_checks.check_specs(key, spec.checks, spec.max_result_age)
+
+    @dg.multi_asset(
+        name=f"iwatch_{key.to_python_identifier()}",
+        specs=[asset_spec],
+        check_specs=check_specs,
+        required_resource_keys={resource_key},
+        pool=spec.pool,
+        retry_policy=spec.retry_policy,
+    )
+    def _asset(context: dg.AssetExecutionContext) -> Iterator[dg.Output[Any] | dg.AssetCheckResult]:
+        resource: IWatchResource = getattr(context.resources, resource_key)
+        yield from _materialize(context, resource, spec, key)
+
+    return _asset
+
+
+def _materialize(
+    context: dg.AssetExecutionContext, resource: IWatchResource, spec: IWatchQuerySpec, key: dg.AssetKey
+) -> Iterator[dg.Output[Any] | dg.AssetCheckResult]:
+    with resource.get_client() as client:
+        query_url = client.query_url(spec.query_id)
+        try:
+            query = client.get_query(spec.query_id)
+            if spec.mode == "cached":
+                result = client.get_cached_result(spec.query_id)
+            else:
+                values = dict(spec.parameters)
+                if spec.partition_parameter is not None:
+                    values.update(partition_parameters(context, query, spec.partition_parameter, spec.range_end))
+                result = client.execute(spec.query_id, values, max_age=spec.max_age, query=query)
+        except IWatchError as error:
+            raise _failure(error, spec.query_id, query_url) from error
+
+    table = with_file_metadata(result.to_arrow(), result, spec.query_id)
+    metadata = materialization_metadata(
+        query_id=spec.query_id, query=query, query_url=query_url, result=result, table=table, mode=spec.mode
+    )
+    yield dg.Output(
+        table,
+        output_name=key.to_python_identifier(),
+        metadata=metadata,
+        data_version=data_version(table),
+    )
+    yield from asset_checks.evaluate(
+        context,
+        key,
+        spec.checks,
+        row_count=table.num_rows,
+        schema=metadata["dagster/column_schema"],
+        retrieved_at=result.retrieved_at,
+        max_result_age=spec.max_result_age,
+    )
+
+
+def _failure(error: IWatchError, query_id: int, query_url: str) -> dg.Failure:
+    metadata: dict[str, Any] = {
+        "iwatch/query_id": query_id,
+        "iwatch/query_url": dg.MetadataValue.url(query_url),
+    }
+    job_id = getattr(error, "job_id", None)
+    if job_id:
+        metadata["iwatch/job_id"] = job_id
+    server_message = getattr(error, "server_error", None) or getattr(error, "server_message", None)
+    if server_message:
+        metadata["iwatch/server_message"] = server_message
+    # Only passing troubles are worth a retry: a failed query or a bad parameter gives the same answer again.
+    retryable = isinstance(error, TransportError | RateLimitError | JobTimeoutError) or (
+        isinstance(error, APIError) and error.status >= 500
+    )
+    return dg.Failure(description=f"{type(error).__name__}: {error}", metadata=metadata, allow_retries=retryable)

@@ -1,0 +1,127 @@
+"""What a materialization records: Dagster metadata, Parquet key-value metadata and the data version."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import date, datetime
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+
+from dagster_iwatch.types import Query, QueryResult
+
+PREVIEW_ROWS = 5
+PREVIEW_CELL_CHARS = 40
+
+
+def sql_hash(sql: str) -> str:
+    """A stable hash of a query's SQL text, the seed of a future code version."""
+    return hashlib.sha256(sql.encode()).hexdigest()[:16]
+
+
+def with_file_metadata(table: pa.Table, result: QueryResult, query_id: int) -> pa.Table:
+    """The table with the result's provenance in its schema metadata, which the Parquet file keeps."""
+    entries = {
+        "iwatch.query_id": str(query_id),
+        "iwatch.query_result_id": "" if result.id is None else str(result.id),
+        "iwatch.query_hash": result.query_hash or "",
+        "iwatch.retrieved_at": result.retrieved_at.isoformat() if result.retrieved_at else "",
+        "iwatch.parameters": json.dumps(result.parameters, default=_json_default, sort_keys=True),
+        "iwatch.column_types": json.dumps({c.name: c.type for c in result.columns}),
+    }
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), **entries})
+
+
+def data_version(table: pa.Table) -> dg.DataVersion:
+    """A data version from the table's content alone, so an unchanged result gives an unchanged version.
+
+    Schema metadata is left out: it holds the result id and retrieval time, which change on every run.
+    """
+    content = table.replace_schema_metadata(None)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, content.schema) as writer:
+        writer.write_table(content)
+    return dg.DataVersion(hashlib.sha256(sink.getvalue()).hexdigest()[:32])
+
+
+def column_schema(result: QueryResult, table: pa.Table) -> dg.TableSchema:
+    """The table's columns, each typed as Inverse Watch declared it, with the Arrow type when none was given."""
+    declared = {c.name: c.type for c in result.columns}
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name=f.name,
+                type=declared.get(f.name) or str(f.type),
+                description=f"arrow: {f.type}",
+            )
+            for f in table.schema
+        ]
+    )
+
+
+def materialization_metadata(
+    *,
+    query_id: int,
+    query: Query | None,
+    query_url: str,
+    result: QueryResult,
+    table: pa.Table,
+    mode: str,
+) -> dict[str, Any]:
+    """The metadata recorded with each materialization of a query asset."""
+    metadata: dict[str, Any] = {
+        "dagster/row_count": table.num_rows,
+        "dagster/column_schema": column_schema(result, table),
+        "iwatch/query_id": query_id,
+        "iwatch/query_url": dg.MetadataValue.url(query_url),
+        "iwatch/query_result_id": result.id if result.id is not None else "",
+        "iwatch/mode": mode,
+        "iwatch/from_cache": result.from_cache,
+        "iwatch/parameters": dg.MetadataValue.json(json.loads(json.dumps(result.parameters, default=_json_default))),
+        "iwatch/preview": dg.MetadataValue.md(markdown_preview(table)),
+    }
+    if result.job_id:
+        metadata["iwatch/job_id"] = result.job_id
+    if result.retrieved_at is not None:
+        metadata["iwatch/retrieved_at"] = dg.MetadataValue.timestamp(result.retrieved_at)
+    if result.runtime is not None:
+        metadata["iwatch/runtime_seconds"] = float(result.runtime)
+    sql = query.query if query is not None else result.query
+    if sql:
+        metadata["iwatch/sql_hash"] = sql_hash(sql)
+    if query is not None:
+        metadata["iwatch/query_name"] = query.name
+    return metadata
+
+
+def markdown_preview(table: pa.Table, rows: int = PREVIEW_ROWS) -> str:
+    """The first rows of a table as a markdown table."""
+    names = table.column_names
+    if not names:
+        return "_no columns_"
+    lines = ["| " + " | ".join(_cell(n) for n in names) + " |", "|" + " --- |" * len(names)]
+    for row in table.slice(0, rows).to_pylist():
+        lines.append("| " + " | ".join(_cell(row[n]) for n in names) + " |")
+    if table.num_rows > rows:
+        lines.append(f"\n_{rows} of {table.num_rows} rows_")
+    elif table.num_rows == 0:
+        lines.append("\n_no rows_")
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    if len(text) > PREVIEW_CELL_CHARS:
+        text = text[: PREVIEW_CELL_CHARS - 1] + "…"
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return dict(value)
+    return str(value)

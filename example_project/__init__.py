@@ -1,0 +1,1 @@
+"""Example Dagster code location: Inverse Watch queries as partitioned Parquet assets."""

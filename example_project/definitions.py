@@ -1,0 +1,82 @@
+"""A Dagster code location built from saved Inverse Watch queries.
+
+With ``IWATCH_URL`` and ``IWATCH_API_KEY`` set it talks to that instance; otherwise to the local server that
+``make serve`` (or ``make run``) starts on ``http://127.0.0.1:5055`` with the demo key below. Parquet files go to
+``IWATCH_PARQUET_PATH`` (a folder or an object-store URL such as ``s3://bucket/prefix``), by default
+``.iwatch/parquet`` in the repository.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from dagster_iwatch import IWatchParquetIOManager, IWatchResource, build_iwatch_query_asset
+
+LOCAL_URL = "http://127.0.0.1:5055"
+# The key the local demo server is started with; it guards nothing but that loopback server.
+LOCAL_API_KEY = "local-demo-key"
+DEFAULT_PARQUET_PATH = str(Path(__file__).resolve().parent.parent / ".iwatch" / "parquet")
+
+# The demo data set covers the first quarter of 2024; drop end_date for a live instance.
+daily = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-04-01")
+
+transfers = build_iwatch_query_asset(
+    1,
+    key=["onchain", "transfers"],
+    group_name="onchain",
+    checks=["not_empty", "schema_unchanged"],
+)
+
+daily_volume = build_iwatch_query_asset(
+    5,
+    key=["onchain", "daily_volume"],
+    partitions_def=daily,
+    partition_parameter="period",
+    group_name="onchain",
+    checks=["not_empty", "schema_unchanged"],
+)
+
+prices = build_iwatch_query_asset(
+    15,
+    key=["onchain", "prices"],
+    max_age=3600,
+    group_name="onchain",
+)
+
+
+@dg.asset(key=["onchain", "token_totals"], group_name="onchain", kinds={"pandas"})
+def token_totals(transfers: pd.DataFrame) -> dg.MaterializeResult:
+    """Transfer count and volume per token, from the transfers table."""
+    totals = transfers.groupby("token", as_index=False).agg(n=("id", "count"), volume=("amount", "sum"))
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(totals),
+            "totals": dg.MetadataValue.md(totals.to_markdown(index=False)),
+        }
+    )
+
+
+daily_volume_job = dg.define_asset_job("daily_volume_job", selection=[daily_volume], partitions_def=daily)
+daily_volume_schedule = dg.build_schedule_from_partitioned_job(daily_volume_job)
+
+
+def iwatch_resource() -> IWatchResource:
+    """The Inverse Watch instance named by IWATCH_URL, or the local demo server."""
+    if os.getenv("IWATCH_URL"):
+        return IWatchResource(base_url=dg.EnvVar("IWATCH_URL"), api_key=dg.EnvVar("IWATCH_API_KEY"))
+    return IWatchResource(base_url=LOCAL_URL, api_key=LOCAL_API_KEY)
+
+
+defs = dg.Definitions(
+    assets=[transfers, daily_volume, prices, token_totals],
+    jobs=[daily_volume_job],
+    schedules=[daily_volume_schedule],
+    resources={
+        "iwatch": iwatch_resource(),
+        "io_manager": IWatchParquetIOManager(base_path=os.getenv("IWATCH_PARQUET_PATH", DEFAULT_PARQUET_PATH)),
+    },
+)

@@ -1,0 +1,347 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from dagster_iwatch import (
+    IWatchClient,
+    IWatchQuerySpec,
+    IWatchTranslator,
+    build_iwatch_query_asset,
+    build_iwatch_query_assets,
+)
+from dagster_iwatch.errors import ConfigError
+
+from .conftest import Runner
+
+
+def materializations(result: dg.ExecuteInProcessResult) -> list[dg.AssetMaterialization]:
+    return [e.materialization for e in result.get_asset_materialization_events()]
+
+
+def only_materialization(result: dg.ExecuteInProcessResult) -> dg.AssetMaterialization:
+    (materialization,) = materializations(result)
+    return materialization
+
+
+def parquet_of(materialization: dg.AssetMaterialization) -> tuple[Path, pa.Table]:
+    path = Path(str(materialization.metadata["dagster/uri"].value))
+    return path, pq.read_table(path)
+
+
+def server_rows(server: Any, result_id: int) -> tuple[list[Any], list[dict[str, Any]]]:
+    """The result as the server sends it, with dates and datetimes parsed by their declared column type."""
+    with IWatchClient(server.url, server.user_api_key) as client:
+        result = client.get_query_result(result_id)
+    kinds = {c.name: c.type for c in result.columns}
+    rows = []
+    for row in result.rows:
+        parsed = {}
+        for name, value in row.items():
+            if value is not None and kinds[name] == "datetime":
+                value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            elif value is not None and kinds[name] == "date":
+                value = date.fromisoformat(value)
+            parsed[name] = value
+        rows.append(parsed)
+    return list(result.columns), rows
+
+
+def test_plain_query_asset_writes_typed_parquet_equal_to_the_server_result(runner: Runner) -> None:
+    asset = build_iwatch_query_asset(1)
+    assert asset.key == dg.AssetKey(["iwatch", "query_1"])
+
+    materialization = only_materialization(runner.materialize([asset]))
+    path, table = parquet_of(materialization)
+
+    assert path.is_relative_to(runner.base_path)
+    result_id = int(materialization.metadata["iwatch/query_result_id"].value)
+    columns, rows = server_rows(runner.server, result_id)
+    assert table.column_names == [c.name for c in columns]
+    assert table.to_pylist() == rows
+    assert table.schema.field("id").type == pa.int64()
+    assert table.schema.field("block_time").type == pa.timestamp("us", tz="UTC")
+    assert table.schema.field("block_date").type == pa.date32()
+    assert table.schema.field("amount").type == pa.float64()
+    assert table.schema.field("is_contract").type == pa.bool_()
+    assert table.schema.field("token").type == pa.string()
+
+    kv = {k.decode(): v.decode() for k, v in pq.read_schema(path).metadata.items()}
+    assert kv["iwatch.query_id"] == "1"
+    assert kv["iwatch.query_result_id"] == str(result_id)
+    assert datetime.fromisoformat(kv["iwatch.retrieved_at"]).tzinfo is not None
+    assert json.loads(kv["iwatch.parameters"]) == {}
+    assert json.loads(kv["iwatch.column_types"]) == {c.name: c.type for c in columns}
+
+
+def test_materialization_metadata(runner: Runner) -> None:
+    materialization = only_materialization(runner.materialize([build_iwatch_query_asset(2)]))
+    metadata = materialization.metadata
+    _, table = parquet_of(materialization)
+
+    assert metadata["dagster/row_count"].value == table.num_rows > 0
+    schema = metadata["dagster/column_schema"].value
+    assert [(c.name, c.type) for c in schema.columns] == [("id", "integer"), ("token", "string"), ("amount", "float")]
+    assert metadata["iwatch/query_url"].value == f"{runner.server.url}/queries/2"
+    assert metadata["iwatch/query_id"].value == 2
+    assert metadata["iwatch/from_cache"].value is False
+    assert metadata["iwatch/mode"].value == "execute"
+    assert metadata["iwatch/parameters"].value == {"min_amount": 100}
+    assert metadata["iwatch/job_id"].value
+    assert isinstance(metadata["iwatch/runtime_seconds"].value, float)
+    retrieved = datetime.fromtimestamp(metadata["iwatch/retrieved_at"].value, tz=UTC)
+    assert abs(datetime.now(UTC) - retrieved) < timedelta(minutes=5)
+    assert len(metadata["iwatch/sql_hash"].value) == 16
+    assert metadata["iwatch/query_name"].value == "Transfers above min amount"
+    preview = metadata["iwatch/preview"].value
+    assert preview.splitlines()[0] == "| id | token | amount |"
+    assert f"5 of {table.num_rows} rows" in preview
+
+
+def test_static_parameters_reach_the_query(runner: Runner) -> None:
+    asset = build_iwatch_query_asset(2, key="big_transfers", parameters={"min_amount": 2500})
+    materialization = only_materialization(runner.materialize([asset]))
+    _, table = parquet_of(materialization)
+
+    assert table.num_rows > 0
+    assert min(table.column("amount").to_pylist()) >= 2500
+    assert materialization.metadata["iwatch/parameters"].value == {"min_amount": 2500}
+
+
+def test_daily_partitions_fill_a_date_range_over_a_backfill(runner: Runner) -> None:
+    daily = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-04-01")
+    asset = build_iwatch_query_asset(5, partitions_def=daily, partition_parameter="period")
+    days = ["2024-03-05", "2024-03-06", "2024-03-07"]
+
+    paths = set()
+    for day in days:
+        materialization = only_materialization(runner.materialize([asset], partition_key=day))
+        path, table = parquet_of(materialization)
+        paths.add(path)
+        assert materialization.partition == day
+        assert path.name == f"{day}.parquet"
+        assert table.num_rows > 0
+        assert set(table.column("block_date").to_pylist()) == {date.fromisoformat(day)}
+        assert materialization.metadata["iwatch/parameters"].value == {"period": {"start": day, "end": day}}
+        kv = pq.read_schema(path).metadata
+        assert json.loads(kv[b"iwatch.parameters"]) == {"period": {"start": day, "end": day}}
+    assert len(paths) == len(days)
+    assert all(p.exists() for p in paths)
+
+
+def test_exclusive_range_end_is_switchable(runner: Runner) -> None:
+    monthly = dg.MonthlyPartitionsDefinition(start_date="2024-01-01", end_date="2024-04-01")
+    inclusive = build_iwatch_query_asset(5, key="inclusive", partitions_def=monthly, partition_parameter="period")
+    exclusive = build_iwatch_query_asset(
+        5, key="exclusive", partitions_def=monthly, partition_parameter="period", range_end="exclusive"
+    )
+    result = runner.materialize([inclusive, exclusive], partition_key="2024-02-01")
+    by_key = {m.asset_key.to_user_string(): m for m in materializations(result)}
+
+    assert by_key["inclusive"].metadata["iwatch/parameters"].value == {
+        "period": {"start": "2024-02-01", "end": "2024-02-29"}
+    }
+    assert by_key["exclusive"].metadata["iwatch/parameters"].value == {
+        "period": {"start": "2024-02-01", "end": "2024-03-01"}
+    }
+    _, table = parquet_of(by_key["inclusive"])
+    assert max(table.column("block_date").to_pylist()) == date(2024, 2, 29)
+
+
+def test_static_partitions_fill_an_enum_parameter(runner: Runner) -> None:
+    tokens = dg.StaticPartitionsDefinition(["ETH", "WBTC"])
+    asset = build_iwatch_query_asset(7, partitions_def=tokens, partition_parameter="token")
+    for token in ("ETH", "WBTC"):
+        materialization = only_materialization(runner.materialize([asset], partition_key=token))
+        path, table = parquet_of(materialization)
+        assert path.name == f"{token}.parquet"
+        assert table.num_rows > 0
+        assert set(table.column("token").to_pylist()) == {token}
+
+
+def test_multi_partitions_fill_a_date_and_an_enum(runner: Runner) -> None:
+    with IWatchClient(runner.server.url, runner.server.user_api_key) as client:
+        query = client.create_query(
+            name="Token transfers on day",
+            query="select id, token, block_date from transfers "
+            "where block_date = '{{ day }}' and token = '{{ token }}' order by id",
+            data_source_id=1,
+            parameters=[
+                {"name": "day", "title": "Day", "type": "date", "value": "2024-01-01"},
+                {
+                    "name": "token",
+                    "title": "Token",
+                    "type": "enum",
+                    "enumOptions": "ETH\nUSDC\nWBTC\nDAI\nLINK",
+                    "value": "ETH",
+                },
+            ],
+        )
+    partitions = dg.MultiPartitionsDefinition(
+        {
+            "day": dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-04-01"),
+            "token": dg.StaticPartitionsDefinition(["DAI", "LINK"]),
+        }
+    )
+    asset = build_iwatch_query_asset(
+        query.id, partitions_def=partitions, partition_parameter={"day": "day", "token": "token"}
+    )
+    key = dg.MultiPartitionKey({"day": "2024-02-10", "token": "LINK"})
+    materialization = only_materialization(runner.materialize([asset], partition_key=key))
+    _, table = parquet_of(materialization)
+
+    assert table.num_rows > 0
+    assert set(table.column("token").to_pylist()) == {"LINK"}
+    assert set(table.column("block_date").to_pylist()) == {date(2024, 2, 10)}
+
+
+def test_callable_partition_parameter(runner: Runner) -> None:
+    weekly = dg.WeeklyPartitionsDefinition(start_date="2024-01-01", end_date="2024-04-01")
+
+    def last_day_price(context: dg.AssetExecutionContext) -> dict[str, Any]:
+        return {"day": context.partition_time_window.end.date() - timedelta(days=1)}
+
+    asset = build_iwatch_query_asset(4, partitions_def=weekly, partition_parameter=last_day_price)
+    materialization = only_materialization(runner.materialize([asset], partition_key="2024-01-07"))
+    assert materialization.metadata["iwatch/parameters"].value == {"day": "2024-01-13"}
+
+
+def test_data_version_follows_the_content(runner: Runner) -> None:
+    plain = build_iwatch_query_asset(2, key="versioned", parameters={"min_amount": 3000})
+
+    def version(result: dg.ExecuteInProcessResult) -> str:
+        return only_materialization(result).tags["dagster/data_version"]
+
+    first = version(runner.materialize([plain]))
+    second = version(runner.materialize([plain]))
+    other = build_iwatch_query_asset(2, key="versioned", parameters={"min_amount": 3100})
+    third = version(runner.materialize([other]))
+
+    assert first == second
+    assert third != first
+
+
+def test_cached_mode_reads_the_latest_result_without_running_the_query(runner: Runner) -> None:
+    runner.materialize([build_iwatch_query_asset(12, key="tokens_executed")])
+    before = len(runner.server.requests_seen)
+
+    cached = build_iwatch_query_asset(12, key="tokens_cached", mode="cached")
+    materialization = only_materialization(runner.materialize([cached]))
+    _, table = parquet_of(materialization)
+
+    posts = [r for r in runner.server.requests_seen[before:] if r[0] == "POST"]
+    assert posts == []
+    assert materialization.metadata["iwatch/mode"].value == "cached"
+    assert materialization.metadata["iwatch/from_cache"].value is True
+    assert table.column("token").to_pylist() == ["DAI", "ETH", "LINK", "USDC", "WBTC"]
+
+
+def test_max_age_reuses_a_cached_result(runner: Runner) -> None:
+    fresh = build_iwatch_query_asset(12, key="tokens_fresh")
+    reuse = build_iwatch_query_asset(12, key="tokens_reuse", max_age=3600)
+    first = only_materialization(runner.materialize([fresh]))
+    second = only_materialization(runner.materialize([reuse]))
+
+    assert second.metadata["iwatch/from_cache"].value is True
+    assert second.metadata["iwatch/query_result_id"].value == first.metadata["iwatch/query_result_id"].value
+
+
+def test_checks_pass_and_fail(runner: Runner) -> None:
+    spec = dict(checks=["not_empty", "schema_unchanged", "fresh"], max_result_age=timedelta(hours=1))
+    full = build_iwatch_query_asset(12, key="checked", **spec)
+    empty = build_iwatch_query_asset(14, key="checked_empty", **spec)
+
+    first = runner.materialize([full, empty], raise_on_error=False)
+    results = {(e.asset_key.to_user_string(), e.check_name): e for e in first.get_asset_check_evaluations()}
+    assert results[("checked", "not_empty")].passed
+    assert not results[("checked_empty", "not_empty")].passed
+    assert results[("checked", "schema_unchanged")].passed
+    assert results[("checked", "fresh")].passed
+
+    changed = build_iwatch_query_asset(15, key="checked", **spec)
+    second = runner.materialize([changed], raise_on_error=False)
+    schema_check = next(e for e in second.get_asset_check_evaluations() if e.check_name == "schema_unchanged")
+    assert not schema_check.passed
+    assert "added price (float)" in schema_check.metadata["changes"].value
+
+
+def test_failed_query_keeps_the_previous_file(runner: Runner) -> None:
+    good = build_iwatch_query_asset(12, key="kept")
+    path, _ = parquet_of(only_materialization(runner.materialize([good])))
+    content = path.read_bytes()
+
+    broken = build_iwatch_query_asset(10, key="kept")
+    result = runner.materialize([broken], raise_on_error=False)
+
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data.error
+    assert "QueryExecutionError" in failure.message
+    assert path.read_bytes() == content
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_unknown_partition_parameter_fails_before_running_anything(runner: Runner) -> None:
+    daily = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-04-01")
+    asset = build_iwatch_query_asset(5, partitions_def=daily, partition_parameter="no_such_parameter")
+    before = len(runner.server.requests_seen)
+
+    result = runner.materialize([asset], partition_key="2024-01-02", raise_on_error=False)
+
+    assert not result.success
+    message = result.get_step_failure_events()[0].step_failure_data.error.message
+    assert "no_such_parameter" in message
+    assert "period" in message
+    assert [r for r in runner.server.requests_seen[before:] if r[0] == "POST"] == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"partitions_def": dg.DailyPartitionsDefinition(start_date="2024-01-01")}, "partition_parameter"),
+        ({"partition_parameter": "day"}, "no partitions_def"),
+        ({"mode": "cached", "parameters": {"day": "2024-01-01"}}, "mode='cached'"),
+        ({"checks": ["not_empty", "bogus"]}, "unknown asset checks"),
+        ({"checks": ["fresh"]}, "max_result_age"),
+        ({"max_age": -1}, "max_age"),
+        ({"mode": "sometimes"}, "mode"),
+    ],
+)
+def test_inconsistent_specs_are_refused_at_definition_time(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build_iwatch_query_asset(4, **kwargs)
+
+
+def test_build_many_assets_with_translator_rules(runner: Runner) -> None:
+    class Onchain(IWatchTranslator):
+        def get_asset_spec(self, spec: IWatchQuerySpec) -> dg.AssetSpec:
+            return super().get_asset_spec(spec).replace_attributes(group_name="onchain")
+
+    assets = build_iwatch_query_assets(
+        [12, IWatchQuerySpec(query_id=15, name="Daily prices", owners=["team:data"], tags={"tier": "gold"})],
+        translator=Onchain(),
+    )
+    specs = {s.key: s for a in assets for s in a.specs}
+    prices = specs[dg.AssetKey(["iwatch", "daily_prices"])]
+    assert set(specs) == {dg.AssetKey(["iwatch", "query_12"]), dg.AssetKey(["iwatch", "daily_prices"])}
+    assert all(s.group_name == "onchain" for s in specs.values())
+    assert prices.owners == ["team:data"]
+    assert prices.tags == {"tier": "gold"}
+    assert prices.kinds == {"iwatch", "parquet"}
+    assert len(materializations(runner.materialize(assets))) == 2
+
+    with pytest.raises(ConfigError, match="distinct keys"):
+        build_iwatch_query_assets([12, IWatchQuerySpec(query_id=13, key=["iwatch", "query_12"])])
+
+
+def test_definitions_load_without_any_request(server: Any) -> None:
+    before = len(server.requests_seen)
+    defs = dg.Definitions(assets=build_iwatch_query_assets([1, 2, 3]))
+    defs.resolve_all_asset_specs()
+    assert len(server.requests_seen) == before
