@@ -30,11 +30,14 @@ test: lint typecheck unit
 run: $(STAMP)
 	$(BIN)/python -m example_project.run
 
+# The local server with the key the example project uses when IWATCH_URL is not set.
 serve: $(STAMP)
-	$(BIN)/iwatch local serve --data .iwatch/local
+	$(BIN)/iwatch local serve --data .iwatch/local --api-key local-demo-key
 
 dev: $(STAMP)
 	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/iwatch local serve --data .iwatch/local --api-key local-demo-key & server=$$!; \
+	trap 'kill $$server' EXIT INT TERM; \
 	DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/dagster dev -m example_project.definitions
 
 bench: $(STAMP)

@@ -40,7 +40,23 @@ _EXPORTS = {
     "QueryResult": "dagster_iwatch.types",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "Column",
+    "Dashboard",
+    "IWatchClient",
+    "IWatchParquetIOManager",
+    "IWatchQuerySpec",
+    "IWatchResource",
+    "IWatchTranslator",
+    "Job",
+    "JobStatus",
+    "Parameter",
+    "Query",
+    "QueryResult",
+    "__version__",
+    "build_iwatch_query_asset",
+    "build_iwatch_query_assets",
+]
 
 
 def __getattr__(name: str) -> Any:

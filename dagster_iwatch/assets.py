@@ -4,8 +4,6 @@ Building definitions makes no HTTP call. What needs the query's details (its dec
 fetched when the asset runs; keys default to ``["iwatch", "query_<id>"]``, or derive from a ``name`` you give.
 """
 
-from __future__ import annotations
-
 import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -81,7 +79,7 @@ class IWatchQuerySpec:
     kinds: Collection[str] = DEFAULT_KINDS
     metadata: Mapping[str, Any] = field(default_factory=dict)
     deps: Sequence[dg.AssetKey | str | Sequence[str]] = ()
-    automation_condition: dg.AutomationCondition | None = None
+    automation_condition: dg.AutomationCondition[Any] | None = None
     pool: str | None = None
     retry_policy: dg.RetryPolicy | None = None
     io_manager_key: str | None = None
@@ -238,13 +236,24 @@ def _build(spec: IWatchQuerySpec, translator: IWatchTranslator, resource_key: st
     key = asset_spec.key
     check_specs = asset_checks.check_specs(key, spec.checks, spec.max_result_age)
 
-    @dg.multi_asset(
-        name=f"iwatch_{key.to_python_identifier()}",
-        specs=[asset_spec],
+    @dg.asset(
+        key=key,
+        name=None,
+        description=asset_spec.description,
+        group_name=asset_spec.group_name,
+        owners=list(asset_spec.owners),
+        tags=dict(asset_spec.tags),
+        kinds=set(asset_spec.kinds),
+        metadata={k: v for k, v in asset_spec.metadata.items() if k != "dagster/io_manager_key"},
+        deps=list(asset_spec.deps),
+        partitions_def=asset_spec.partitions_def,
+        automation_condition=asset_spec.automation_condition,
+        io_manager_key=asset_spec.metadata.get("dagster/io_manager_key"),
         check_specs=check_specs,
         required_resource_keys={resource_key},
         pool=spec.pool,
         retry_policy=spec.retry_policy,
+        dagster_type=dg.Any,
     )
     def _asset(context: dg.AssetExecutionContext) -> Iterator[dg.Output[Any] | dg.AssetCheckResult]:
         resource: IWatchResource = getattr(context.resources, resource_key)
@@ -256,6 +265,7 @@ def _build(spec: IWatchQuerySpec, translator: IWatchTranslator, resource_key: st
 def _materialize(
     context: dg.AssetExecutionContext, resource: IWatchResource, spec: IWatchQuerySpec, key: dg.AssetKey
 ) -> Iterator[dg.Output[Any] | dg.AssetCheckResult]:
+    previous_schema = asset_checks.latest_schema(context, key) if "schema_unchanged" in spec.checks else None
     with resource.get_client() as client:
         query_url = client.query_url(spec.query_id)
         try:
@@ -276,16 +286,15 @@ def _materialize(
     )
     yield dg.Output(
         table,
-        output_name=key.to_python_identifier(),
         metadata=metadata,
         data_version=data_version(table),
     )
     yield from asset_checks.evaluate(
-        context,
         key,
         spec.checks,
         row_count=table.num_rows,
         schema=metadata["dagster/column_schema"],
+        previous_schema=previous_schema,
         retrieved_at=result.retrieved_at,
         max_result_age=spec.max_result_age,
     )

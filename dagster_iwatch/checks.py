@@ -34,22 +34,25 @@ def check_specs(key: dg.AssetKey, checks: Collection[str], max_result_age: timed
 
 
 def evaluate(
-    context: dg.AssetExecutionContext,
     key: dg.AssetKey,
     checks: Collection[str],
     *,
     row_count: int,
     schema: dg.TableSchema,
+    previous_schema: dg.TableSchema | None,
     retrieved_at: datetime | None,
     max_result_age: timedelta | None,
 ) -> Iterator[dg.AssetCheckResult]:
-    """Evaluate the switched-on checks against the result just materialized."""
+    """Evaluate the switched-on checks against the result just materialized.
+
+    ``previous_schema`` is the column schema of the materialization before this one (``None`` for the first).
+    """
     if "not_empty" in checks:
         yield dg.AssetCheckResult(
             asset_key=key, check_name="not_empty", passed=row_count > 0, metadata={"row_count": row_count}
         )
     if "schema_unchanged" in checks:
-        previous = _previous_schema(context, key)
+        previous = previous_schema
         changes = _schema_changes(previous, schema) if previous is not None else []
         yield dg.AssetCheckResult(
             asset_key=key,
@@ -75,7 +78,8 @@ def evaluate(
         )
 
 
-def _previous_schema(context: dg.AssetExecutionContext, key: dg.AssetKey) -> dg.TableSchema | None:
+def latest_schema(context: dg.AssetExecutionContext, key: dg.AssetKey) -> dg.TableSchema | None:
+    """The column schema recorded by the asset's latest materialization, if any."""
     event = context.instance.get_latest_materialization_event(key)
     materialization = event.asset_materialization if event is not None else None
     if materialization is None:

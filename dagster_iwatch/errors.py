@@ -52,9 +52,7 @@ class AuthError(APIError):
         hint: What kind of key the call needs and how to provide it.
     """
 
-    def __init__(
-        self, status: int, method: str, path: str, server_message: str | None = None, hint: str = ""
-    ) -> None:
+    def __init__(self, status: int, method: str, path: str, server_message: str | None = None, hint: str = "") -> None:
         super().__init__(status, method, path, server_message)
         self.hint = hint
         if hint:
@@ -66,6 +64,10 @@ class AuthError(APIError):
 
 class NotFoundError(APIError):
     """The query, job, result or dashboard does not exist (HTTP 404)."""
+
+
+class ConflictError(APIError):
+    """The edit was refused because the object changed since the given ``version`` (HTTP 409)."""
 
 
 class RateLimitError(APIError):

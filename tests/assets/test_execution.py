@@ -42,7 +42,7 @@ def worker_env(server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_assets_run_under_the_multiprocess_executor(worker_env: dict[str, str], tmp_path: Path) -> None:
-    with dg.DagsterInstance.local_temp(tempdir=str(tmp_path / "dagster_home")) as instance:
+    with dg.DagsterInstance.local_temp(tempdir=str(tmp_path)) as instance:
         result = dg.execute_job(dg.reconstructable(worker_defs.multiprocess_job), instance=instance)
         assert result.success
         keys = {e.materialization.asset_key for e in result.get_asset_materialization_events()}

@@ -1,0 +1,287 @@
+"""Typed conversion of query results to Arrow tables and pandas DataFrames.
+
+Each column is built on its own, from its values, with the type its Redash column type names:
+
+==========  ===========================  ==================================================================
+Redash      Arrow                        notes
+==========  ===========================  ==================================================================
+integer     ``int64``                    values beyond int64 -> ``decimal128(38, 0)``, or ``string`` when
+                                         wider than 38 digits; a fraction such as ``1.5`` -> ``float64``
+float       ``float64``                  whole numbers are exact up to 2**53; beyond that the column stays
+                                         ``int64`` rather than round
+boolean     ``bool``
+string      ``string``                   non-string values become their JSON text (``5`` -> ``"5"``,
+                                         ``["x", "y"]`` -> ``'["x", "y"]'``)
+datetime    ``timestamp[us, tz=UTC]``    ISO-8601 strings; an offset is converted to UTC and a value with
+                                         no offset is taken as UTC
+date        ``date32``                   ``YYYY-MM-DD``; datetime strings make it a UTC timestamp column
+null/other  inferred from the values     see below
+==========  ===========================  ==================================================================
+
+A column whose values do not fit its declared type is typed as if it had no type, so nothing is lost
+silently. Inference: all integers -> ``int64`` (wider ones as above); integers and floats -> ``float64``;
+booleans -> ``bool``; strings -> ``string`` (strings are never parsed into dates or numbers); objects or
+lists -> their JSON text as ``string``; a mix of kinds (say numbers and strings, or ``0`` and ``true``) ->
+``string`` holding strings as they are and other values as JSON text. A column with no type whose values
+are all null (or that has no rows) is ``string``: a text column that happens to be empty in one partition
+then matches the other partitions. A column with a declared type keeps that type when all its values are
+null, and an empty result keeps every declared column with its type.
+
+Column order follows the result's column list; a row missing a key holds null there. Every field carries
+its Redash type in the field metadata ``iwatch.type`` (``"null"`` when the server gave none) and its
+display name in ``iwatch.friendly_name``; both reach Parquet files through the Arrow schema.
+
+:func:`arrow_to_pandas` gives pandas' nullable dtypes where pandas has one (``Int64``, ``Float64``,
+``boolean``, ``string``), ``datetime64[us, UTC]`` for timestamps, and :class:`pandas.ArrowDtype` for the
+rest (``date32``, ``decimal128``), so nulls stay nulls and no integer turns into a float.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from dagster_iwatch.types import QueryResult
+
+__all__ = ["IWATCH_FRIENDLY_NAME_KEY", "IWATCH_TYPE_KEY", "arrow_to_pandas", "result_to_arrow"]
+
+IWATCH_TYPE_KEY = b"iwatch.type"
+IWATCH_FRIENDLY_NAME_KEY = b"iwatch.friendly_name"
+
+_UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
+_NAIVE_TIMESTAMP = pa.timestamp("us")
+_DECIMAL_INT = pa.decimal128(38, 0)
+_MAX_DECIMAL_INT = 10**38 - 1
+_CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError)
+# Python's fromisoformat silently drops digits past microseconds; such values stay strings.
+_TOO_PRECISE = re.compile(r"[.,]\d{7,}")
+
+# pyarrow ships no type information, so its arrays are Any to mypy; the alias names what flows.
+_ArrowArray: TypeAlias = Any
+
+
+def result_to_arrow(result: QueryResult) -> pa.Table:
+    """Convert a query result to a :class:`pyarrow.Table` typed by its Redash column types.
+
+    Args:
+        result: The query result.
+
+    Returns:
+        A table with one field per result column, in order, typed by the rule in this module's docstring.
+    """
+    rows = result.rows
+    arrays: list[_ArrowArray] = []
+    fields: list[pa.Field] = []
+    for column in result.columns:
+        name = column.name
+        values = [row.get(name) for row in rows]
+        array = _build_column(column.type, values)
+        metadata = {
+            IWATCH_TYPE_KEY: (column.type or "null").encode(),
+            IWATCH_FRIENDLY_NAME_KEY: (column.friendly_name or name).encode(),
+        }
+        arrays.append(array)
+        fields.append(pa.field(name, array.type, nullable=True, metadata=metadata))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
+    """Convert a table to a pandas DataFrame with nullable dtypes.
+
+    Args:
+        table: A table, typically from :func:`result_to_arrow`.
+
+    Returns:
+        A DataFrame; see this module's docstring for the dtype of each Arrow type.
+    """
+    import pandas as pd
+
+    def types_mapper(arrow_type: pa.DataType) -> Any:
+        if pa.types.is_int64(arrow_type):
+            return pd.Int64Dtype()
+        if pa.types.is_float64(arrow_type):
+            return pd.Float64Dtype()
+        if pa.types.is_boolean(arrow_type):
+            return pd.BooleanDtype()
+        if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+            return pd.StringDtype("pyarrow")
+        if pa.types.is_timestamp(arrow_type):
+            return None
+        return pd.ArrowDtype(arrow_type)
+
+    frame: pd.DataFrame = table.to_pandas(types_mapper=types_mapper)
+    return frame
+
+
+def _build_column(redash_type: str | None, values: list[Any]) -> _ArrowArray:
+    """One column's array, typed by its Redash type when the values fit it, else by inference."""
+    builder = _BUILDERS.get(redash_type or "")
+    if builder is not None:
+        built = builder(values)
+        if built is not None:
+            return built
+    return _infer(values, null_type=pa.string())
+
+
+def _inferred(values: list[Any]) -> _ArrowArray | None:
+    """Arrow's own inference, or ``None`` when the values mix kinds or overflow int64."""
+    try:
+        return pa.array(values, from_pandas=False)
+    except _CONVERSION_ERRORS:
+        return None
+
+
+def _integer(values: list[Any]) -> _ArrowArray | None:
+    array = _inferred(values)
+    if array is None:
+        return None
+    if pa.types.is_null(array.type):
+        return pa.nulls(len(values), pa.int64())
+    if pa.types.is_int64(array.type) or pa.types.is_float64(array.type):
+        return array
+    return None
+
+
+def _float(values: list[Any]) -> _ArrowArray | None:
+    array = _inferred(values)
+    if array is None:
+        return None
+    if pa.types.is_null(array.type):
+        return pa.nulls(len(values), pa.float64())
+    if pa.types.is_float64(array.type):
+        return array
+    if pa.types.is_int64(array.type):
+        try:
+            return pc.cast(array, pa.float64(), safe=True)
+        except _CONVERSION_ERRORS:
+            return array
+    return None
+
+
+def _boolean(values: list[Any]) -> _ArrowArray | None:
+    array = _inferred(values)
+    if array is None:
+        return None
+    if pa.types.is_null(array.type):
+        return pa.nulls(len(values), pa.bool_())
+    return array if pa.types.is_boolean(array.type) else None
+
+
+def _string(values: list[Any]) -> _ArrowArray | None:
+    array = _inferred(values)
+    if array is not None:
+        if pa.types.is_null(array.type):
+            return pa.nulls(len(values), pa.string())
+        if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+            return array
+    return _as_text(values)
+
+
+def _datetime(values: list[Any]) -> _ArrowArray | None:
+    array = _inferred(values)
+    if array is None:
+        return None
+    if pa.types.is_null(array.type):
+        return pa.nulls(len(values), _UTC_TIMESTAMP)
+    if not pa.types.is_string(array.type):
+        return None
+    return _parse_timestamps(array, values)
+
+
+def _date(values: list[Any]) -> _ArrowArray | None:
+    array = _inferred(values)
+    if array is None:
+        return None
+    if pa.types.is_null(array.type):
+        return pa.nulls(len(values), pa.date32())
+    if not pa.types.is_string(array.type):
+        return None
+    try:
+        return pc.cast(array, pa.date32())
+    except _CONVERSION_ERRORS:
+        return _parse_timestamps(array, values)
+
+
+def _parse_timestamps(array: _ArrowArray, values: list[Any]) -> _ArrowArray | None:
+    """ISO-8601 strings as UTC timestamps; values with no offset are UTC. ``None`` if any does not parse."""
+    try:
+        return pc.cast(array, _UTC_TIMESTAMP)
+    except _CONVERSION_ERRORS:
+        pass
+    try:
+        return pc.cast(pc.cast(array, _NAIVE_TIMESTAMP), _UTC_TIMESTAMP)
+    except _CONVERSION_ERRORS:
+        pass
+    # Offsets and naive values mixed in one column: Arrow's cast wants one or the other.
+    parsed: list[datetime | None] = []
+    for value in values:
+        if value is None:
+            parsed.append(None)
+            continue
+        if _TOO_PRECISE.search(value):
+            return None
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        parsed.append(moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC))
+    return pa.array(parsed, type=_UTC_TIMESTAMP)
+
+
+def _infer(values: list[Any], *, null_type: pa.DataType) -> _ArrowArray:
+    """Type a column from its values alone (the rule for columns with no or a misfitting type)."""
+    array = _inferred(values)
+    if array is not None:
+        kind = array.type
+        if pa.types.is_null(kind):
+            return pa.nulls(len(values), null_type)
+        if (
+            pa.types.is_int64(kind)
+            or pa.types.is_float64(kind)
+            or pa.types.is_boolean(kind)
+            or pa.types.is_string(kind)
+            or pa.types.is_large_string(kind)
+        ):
+            return array
+        return _as_text(values)
+    if all(value is None or (type(value) is int) for value in values):
+        return _wide_integers(values)
+    return _as_text(values)
+
+
+def _wide_integers(values: list[int | None]) -> _ArrowArray:
+    """Integers beyond int64: exact as decimal128(38, 0) when they fit, else as decimal text."""
+    if all(value is None or abs(value) <= _MAX_DECIMAL_INT for value in values):
+        return pa.array(values, type=_DECIMAL_INT)
+    return pa.array([None if value is None else str(value) for value in values], type=pa.string())
+
+
+def _as_text(values: list[Any]) -> _ArrowArray:
+    """Strings as they are and every other non-null value as its JSON text."""
+    return pa.array(
+        [value if value is None or isinstance(value, str) else _json_text(value) for value in values],
+        type=pa.string(),
+    )
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+_BUILDERS: dict[str, Callable[[list[Any]], _ArrowArray | None]] = {
+    "integer": _integer,
+    "float": _float,
+    "boolean": _boolean,
+    "string": _string,
+    "datetime": _datetime,
+    "date": _date,
+}

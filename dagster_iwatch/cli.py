@@ -1,0 +1,78 @@
+"""The ``iwatch`` command line."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+import click
+
+
+@click.group()
+def main() -> None:
+    """Inverse Watch tools for Dagster."""
+
+
+@main.group()
+def local() -> None:
+    """Run a local Inverse-Watch-compatible server."""
+
+
+@local.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=5055, show_default=True, type=int, help="TCP port (0 picks a free one).")
+@click.option(
+    "--data",
+    "data_dir",
+    default="./.iwatch/local",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Data folder; seeded with sample data and queries when empty.",
+)
+@click.option(
+    "--flavor",
+    type=click.Choice(["inverse-watch", "redash"]),
+    default="inverse-watch",
+    show_default=True,
+    help="Which server's behaviour to follow where Inverse Watch and upstream Redash differ.",
+)
+@click.option("--api-key", default=None, help="Use this admin API key instead of the stored one.")
+@click.option("--workers", default=2, show_default=True, type=int, help="Threads running queries.")
+def serve(host: str, port: int, data_dir: Path, flavor: str, api_key: str | None, workers: int) -> None:
+    """Serve the local server until Ctrl-C, after printing its URL and API keys."""
+    from dagster_iwatch.local import LocalServer
+
+    srv = LocalServer(
+        data_dir,
+        host=host,
+        port=port,
+        flavor=flavor,
+        workers=workers,
+        user_api_key=api_key,
+        record_requests=False,
+    )
+    srv.start()
+    stop = threading.Event()
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        click.echo(f"Inverse Watch local server ({flavor}) at {srv.url}")
+        click.echo(f"Data folder: {data_dir.resolve()}")
+        click.echo(f"User API key: {srv.user_api_key}")
+        click.echo("Query API keys:")
+        for query_id, name, key in srv.query_keys():
+            click.echo(f"  {query_id:>3}  {key}  {name}")
+        click.echo("Press Ctrl-C to stop.", nl=True)
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        srv.stop()
+        click.echo("Stopped.")

@@ -1,0 +1,151 @@
+"""Redash query parameters on the server side: validation and ``{{ }}`` substitution."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from numbers import Number
+from typing import Any
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([^{}\s#^/!>&]+?)\s*\}\}")
+_COMMENTS = re.compile(r"/\*.*?\*/", re.DOTALL)
+
+DATE_TYPES = ("date", "datetime-local", "datetime-with-seconds")
+RANGE_TYPES = ("date-range", "datetime-range", "datetime-range-with-seconds")
+
+OptionsLookup = Callable[[int], Sequence[str]]
+
+
+class InvalidParameters(Exception):
+    """Some parameter values do not fit their definitions (or are not defined)."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = list(names)
+        super().__init__(
+            "The following parameter values are incompatible with their definitions: " + ", ".join(self.names)
+        )
+
+
+def query_hash(sql: str) -> str:
+    """Return Redash's hash of a SQL text: md5 of the text without comments and whitespace."""
+    text = "".join(_COMMENTS.sub("", sql).split())
+    return hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+def placeholders(sql: str) -> list[str]:
+    """Return the placeholder names used in `sql`, in order of first appearance (``period.start`` kept)."""
+    out: list[str] = []
+    for m in _PLACEHOLDER.finditer(sql):
+        if m.group(1) not in out:
+            out.append(m.group(1))
+    return out
+
+
+def is_safe(definitions: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether a query may run through a query key: it has no ``text`` parameter."""
+    return all(d.get("type") != "text" for d in definitions)
+
+
+def validate(
+    definitions: Sequence[Mapping[str, Any]], values: Mapping[str, Any], options_for_query: OptionsLookup
+) -> None:
+    """Raise InvalidParameters naming every value that does not fit its definition, in request order."""
+    if not definitions:
+        return
+    by_name = {str(d.get("name")): d for d in definitions}
+    bad = [name for name, value in values.items() if not _valid(by_name.get(name), value, options_for_query)]
+    if bad:
+        raise InvalidParameters(bad)
+
+
+def missing(sql: str, values: Mapping[str, Any]) -> list[str]:
+    """Return the placeholders of `sql` that `values` does not provide, as Redash names them."""
+    given: set[str] = set()
+    for key, value in values.items():
+        if isinstance(value, dict):
+            given.update(f"{key}.{inner}" for inner in value)
+        else:
+            given.add(key)
+    return [name for name in placeholders(sql) if name not in given]
+
+
+def render(sql: str, definitions: Sequence[Mapping[str, Any]], values: Mapping[str, Any]) -> str:
+    """Substitute parameter values into `sql` as Redash's mustache rendering does (no escaping)."""
+    by_name = {str(d.get("name")): d for d in definitions}
+
+    def value_text(value: Any, definition: Mapping[str, Any] | None) -> str:
+        if isinstance(value, list):
+            opts = (definition or {}).get("multiValuesOptions") or {}
+            prefix, suffix = str(opts.get("prefix", "")), str(opts.get("suffix", ""))
+            return str(opts.get("separator", ",")).join(f"{prefix}{v}{suffix}" for v in value)
+        if value is None:
+            return ""
+        return str(value)
+
+    def substitute(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name in values:
+            return value_text(values[name], by_name.get(name))
+        base, _, inner = name.partition(".")
+        outer = values.get(base)
+        if inner and isinstance(outer, dict) and inner in outer:
+            return value_text(outer[inner], by_name.get(base))
+        return ""
+
+    return _PLACEHOLDER.sub(substitute, sql)
+
+
+def _valid(definition: Mapping[str, Any] | None, value: Any, options_for_query: OptionsLookup) -> bool:
+    if definition is None:
+        return False
+    kind = definition.get("type")
+    if kind == "text":
+        return isinstance(value, str)
+    if kind == "number":
+        return _is_number(value)
+    if kind in DATE_TYPES:
+        return _is_date(value)
+    if kind in RANGE_TYPES:
+        return isinstance(value, dict) and _is_date(value.get("start")) and _is_date(value.get("end"))
+    allow_list = "multiValuesOptions" in definition
+    if kind == "enum":
+        options = definition.get("enumOptions") or ""
+        allowed = options.split("\n") if isinstance(options, str) else [str(o) for o in options]
+        return _within(value, allowed, allow_list)
+    if kind == "query":
+        try:
+            allowed = list(options_for_query(int(definition.get("queryId") or 0)))
+        except (LookupError, ValueError, TypeError):
+            return False
+        return _within(value, allowed, allow_list)
+    return True
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, Number):
+        return True
+    if not isinstance(value, str):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_date(value: Any) -> bool:
+    if not isinstance(value, str) or not value.strip():
+        return False
+    try:
+        datetime.fromisoformat(value.strip())
+    except ValueError:
+        return False
+    return True
+
+
+def _within(value: Any, allowed: Sequence[str], allow_list: bool) -> bool:
+    if isinstance(value, list):
+        return allow_list and {str(v) for v in value}.issubset(set(allowed))
+    return str(value) in allowed

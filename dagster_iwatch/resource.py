@@ -1,0 +1,124 @@
+"""The Dagster resource that hands out configured :class:`~dagster_iwatch.client.IWatchClient` objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from dagster_iwatch.client import IWatchClient
+from dagster_iwatch.errors import ConfigError
+
+__all__ = ["IWatchResource"]
+
+
+class IWatchResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """Connection settings for an Inverse Watch (or Redash) server.
+
+    Keep keys out of code: read them from the environment with ``dg.EnvVar`` so they are resolved at run
+    time and never stored in the run's config. The resource's ``repr`` shows no key.
+
+    Example:
+        .. code-block:: python
+
+            import dagster as dg
+            from dagster_iwatch import IWatchResource
+
+            iwatch = IWatchResource(
+                base_url="https://app.inverse.watch",
+                api_key=dg.EnvVar("IWATCH_API_KEY"),
+            )
+
+            @dg.asset
+            def eth_prices(iwatch: IWatchResource) -> None:
+                with iwatch.get_client() as client:
+                    table = client.execute(15, max_age=3600).to_arrow()
+    """
+
+    base_url: str = Field(
+        default="https://app.inverse.watch",
+        description="The server's URL; a path prefix (https://host/<org>) is kept.",
+    )
+    api_key: str | None = Field(
+        default=None,
+        repr=False,
+        description=(
+            "A user API key (Settings > Account). Needed for listing, editing and dashboards, and for "
+            "queries without their own key. Use dg.EnvVar('IWATCH_API_KEY')."
+        ),
+    )
+    query_api_keys: dict[str, str] = Field(
+        default={},
+        repr=False,
+        description=(
+            "Query API keys by query id (as a string, e.g. {'15': ...}); a query's calls use its own key "
+            "instead of the user key. A query key cannot run queries with text parameters."
+        ),
+    )
+    request_timeout: float = Field(
+        default=60, description="Seconds to wait for each read of an HTTP answer before retrying or failing."
+    )
+    connect_timeout: float = Field(default=10, description="Seconds to wait for a connection to the server.")
+    job_timeout: float = Field(
+        default=1800,
+        description="Seconds to wait for a query's job to finish; the job is cancelled on the server after.",
+    )
+    max_poll_interval: float = Field(
+        default=5, description="Longest wait, in seconds, between two polls of a running job."
+    )
+    max_retries: int = Field(
+        default=3,
+        description=(
+            "Retries of failed connections and of reads answered 429/502/503/504 (query runs are never "
+            "re-sent once the server may have received them)."
+        ),
+    )
+    verify_ssl: bool = Field(default=True, description="Verify the server's TLS certificate.")
+    max_result_bytes: int | None = Field(
+        default=None,
+        description="Refuse query results whose body is larger than this many bytes (no limit when unset).",
+    )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Dagster's internal state holds config schemas that cannot be pickled; the fields are enough.
+        values = {name: self.__dict__[name] for name in type(self).model_fields if name in self.__dict__}
+        return (_rebuild, (type(self), values))
+
+    def get_client(self) -> IWatchClient:
+        """A new client with these settings, logging to Dagster's logger.
+
+        Returns:
+            An :class:`IWatchClient`; close it (or use it in a ``with`` block) when done.
+
+        Raises:
+            ConfigError: A setting is invalid.
+        """
+        return IWatchClient(
+            self.base_url,
+            self.api_key,
+            query_api_keys=_query_keys(self.query_api_keys),
+            timeout=(self.connect_timeout, self.request_timeout),
+            job_timeout=self.job_timeout,
+            max_poll_interval=self.max_poll_interval,
+            poll_interval=min(0.2, self.max_poll_interval),
+            max_retries=self.max_retries,
+            verify=self.verify_ssl,
+            max_result_bytes=self.max_result_bytes,
+            logger=dg.get_dagster_logger("dagster_iwatch"),
+        )
+
+
+def _rebuild(cls: type[IWatchResource], values: dict[str, Any]) -> IWatchResource:
+    """Recreate a resource from its field values (the unpickling half of ``__reduce__``)."""
+    return cls(**values)
+
+
+def _query_keys(keys: dict[str, str]) -> dict[int, str]:
+    """Query ids as the client wants them; a key that is not an id is a configuration mistake."""
+    parsed: dict[int, str] = {}
+    for query_id, key in keys.items():
+        if not query_id.strip().isdigit():
+            raise ConfigError(f"query_api_keys: {query_id!r} is not a query id")
+        parsed[int(query_id)] = key
+    return parsed

@@ -1,0 +1,1 @@
+"""Tests of the local Inverse-Watch-compatible server."""

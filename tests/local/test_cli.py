@@ -1,0 +1,76 @@
+"""`iwatch local serve` as a subprocess: prints its URL and keys, answers, stops on SIGTERM."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+from click.testing import CliRunner
+
+from dagster_iwatch.cli import main
+
+
+def test_help_lists_local_serve() -> None:
+    result = CliRunner().invoke(main, ["local", "serve", "--help"])
+    assert result.exit_code == 0
+    for option in ("--host", "--port", "--data", "--flavor", "--api-key"):
+        assert option in result.output
+
+
+def test_serve_subprocess(tmp_path: Path) -> None:
+    data = tmp_path / "local"
+    cmd = [
+        sys.executable,
+        "-c",
+        "from dagster_iwatch.cli import main; main()",
+        "local",
+        "serve",
+        "--port",
+        "0",
+        "--data",
+        str(data),
+        "--flavor",
+        "redash",
+        "--api-key",
+        "cli-test-key",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("Press Ctrl-C"):
+                break
+        text = "".join(lines)
+        url = re.search(r"at (http://127\.0\.0\.1:\d+)", text)
+        assert url, text
+        assert "User API key: cli-test-key" in text
+        key_lines = re.findall(r"^\s+(\d+)\s+([0-9a-f]{40})\s+(.+)$", text, flags=re.MULTILINE)
+        assert [int(k[0]) for k in key_lines] == list(range(1, 18))
+        assert key_lines[0][2] == "All transfers"
+        base = url.group(1)
+        r = requests.get(f"{base}/api/dashboards/1", headers={"Authorization": "Key cli-test-key"}, timeout=5)
+        assert r.json()["slug"] == "chain-overview"
+        r = requests.get(f"{base}/api/queries/1", headers={"Authorization": f"Key {key_lines[0][1]}"}, timeout=5)
+        assert r.json()["name"] == "All transfers"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    assert "Stopped." in out
+    assert (data / "metadata.sqlite").exists()
+
+
+def test_local_server_imports_neither_client_nor_dagster() -> None:
+    code = (
+        "import sys, dagster_iwatch.local;"
+        "bad = [m for m in ('dagster', 'dagster_iwatch.client', 'requests', 'pandas', 'pyarrow') if m in sys.modules];"
+        "print(bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30)
+    assert out.stdout.strip() == "[]"
