@@ -2,21 +2,17 @@
 
 Each column is built on its own, from its values, with the type its Redash column type names:
 
-==========  ===========================  ==================================================================
-Redash      Arrow                        notes
-==========  ===========================  ==================================================================
-integer     ``int64``                    values beyond int64 -> ``decimal128(38, 0)``, or ``string`` when
-                                         wider than 38 digits; a fraction such as ``1.5`` -> ``float64``
-float       ``float64``                  whole numbers are exact up to 2**53; beyond that the column stays
-                                         ``int64`` rather than round
-boolean     ``bool``
-string      ``string``                   non-string values become their JSON text (``5`` -> ``"5"``,
-                                         ``["x", "y"]`` -> ``'["x", "y"]'``)
-datetime    ``timestamp[us, tz=UTC]``    ISO-8601 strings; an offset is converted to UTC and a value with
-                                         no offset is taken as UTC
-date        ``date32``                   ``YYYY-MM-DD``; datetime strings make it a UTC timestamp column
-null/other  inferred from the values     see below
-==========  ===========================  ==================================================================
+- ``integer`` -> ``int64``. Values beyond int64 make it ``decimal128(38, 0)``, or ``string`` when wider than
+  38 digits; a fraction such as ``1.5`` makes it ``float64`` (never truncated).
+- ``float`` -> ``float64``. Whole numbers are exact up to 2**53; beyond that the column stays ``int64``
+  rather than round.
+- ``boolean`` -> ``bool``.
+- ``string`` -> ``string``. Non-string values become their JSON text (``5`` -> ``"5"``, ``["x", "y"]`` ->
+  ``'["x", "y"]'``).
+- ``datetime`` -> ``timestamp[us, tz=UTC]`` from ISO-8601 strings: an offset is converted to UTC and a value
+  with no offset is taken as UTC. Digits past microseconds keep the column as ``string``.
+- ``date`` -> ``date32`` from ``YYYY-MM-DD``; datetime strings make it a UTC timestamp column.
+- ``null`` (no type) or any other name -> inferred from the values, see below.
 
 A column whose values do not fit its declared type is typed as if it had no type, so nothing is lost
 silently. Inference: all integers -> ``int64`` (wider ones as above); integers and floats -> ``float64``;

@@ -5,6 +5,7 @@ fetched when the asset runs; keys default to ``["iwatch", "query_<id>"]``, or de
 """
 
 import re
+import warnings
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -284,11 +285,11 @@ def _materialize(
     metadata = materialization_metadata(
         query_id=spec.query_id, query=query, query_url=query_url, result=result, table=table, mode=spec.mode
     )
-    yield dg.Output(
-        table,
-        metadata=metadata,
-        data_version=data_version(table),
-    )
+    with warnings.catch_warnings():
+        # Output(data_version=...) is marked beta, yet it is the documented way to version a result.
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        output = dg.Output(table, metadata=metadata, data_version=data_version(table))
+    yield output
     yield from asset_checks.evaluate(
         key,
         spec.checks,

@@ -2,21 +2,17 @@
 
 Accepted values, by parameter type, and what is sent:
 
-=============================  ====================================================  ============================
-type                           accepts                                               sends
-=============================  ====================================================  ============================
-number                         ``int``, ``float`` (finite), ``Decimal``, numeric     a JSON number
-                               string (not ``bool``)
-text                           ``str``                                               the string
-date                           ``date``, midnight ``datetime``, ISO date string      ``"YYYY-MM-DD"``
-datetime-local                 ``datetime`` or ``date``, ISO string                  ``"YYYY-MM-DD HH:MM"``
-datetime-with-seconds          ``datetime`` or ``date``, ISO string                  ``"YYYY-MM-DD HH:MM:SS"``
-date-range, datetime-range,    ``(start, end)`` tuple or list, or ``{"start": ...,   ``{"start": ..., "end": ...}``
-datetime-range-with-seconds    "end": ...}``; each end as for the single type         in the single type's format
-enum                           a ``str`` among the options; several for a multi-     a string, or a list of them
-                               value enum (a single string becomes a list of one)
-query                          ``str`` or ``int``; several for a multi-value one     a string, or a list of them
-=============================  ====================================================  ============================
+- ``number``: ``int``, finite ``float``, ``Decimal`` or a numeric string (never ``bool``) -> a JSON number.
+- ``text``: ``str`` -> the string.
+- ``date``: ``date``, a ``datetime`` at midnight, or an ISO date string -> ``"YYYY-MM-DD"``.
+- ``datetime-local``: ``datetime``, ``date`` or an ISO string -> ``"YYYY-MM-DD HH:MM"``.
+- ``datetime-with-seconds``: as ``datetime-local`` -> ``"YYYY-MM-DD HH:MM:SS"``.
+- ``date-range``, ``datetime-range``, ``datetime-range-with-seconds``: a ``(start, end)`` tuple or list, or a
+  ``{"start": ..., "end": ...}`` mapping, each end as for the single type -> ``{"start": ..., "end": ...}`` in
+  the single type's format.
+- ``enum``: a ``str`` among the options, or several for a multi-value enum -> a string, or a list of them (a
+  single string for a multi-value enum goes as a list of one).
+- ``query``: ``str`` or ``int``, or several for a multi-value one -> a string, or a list of them.
 
 Aware datetimes are converted to UTC before formatting (Redash's datetime parameters carry no zone). A
 value that would lose precision in the target format (seconds for ``datetime-local``, microseconds, a

@@ -15,10 +15,8 @@ import dagster as dg
 import pandas as pd
 
 from dagster_iwatch import IWatchParquetIOManager, IWatchResource, build_iwatch_query_asset
+from example_project import LOCAL_API_KEY, LOCAL_URL
 
-LOCAL_URL = "http://127.0.0.1:5055"
-# The key the local demo server is started with; it guards nothing but that loopback server.
-LOCAL_API_KEY = "local-demo-key"
 DEFAULT_PARQUET_PATH = str(Path(__file__).resolve().parent.parent / ".iwatch" / "parquet")
 
 # The demo data set covers the first quarter of 2024; drop end_date for a live instance.

@@ -1,19 +1,22 @@
 """The main job: materialize the example project and print where each Parquet file is.
 
-Without ``IWATCH_URL`` it starts the local Inverse Watch server (data in ``.iwatch/local``), runs against it and
-stops it at the end. Run history goes to the Dagster instance in ``DAGSTER_HOME`` (default
-``.iwatch/dagster_home``), which ``make dev`` shows too.
+Without ``IWATCH_URL`` it starts the local Inverse Watch server (data in ``IWATCH_LOCAL_DATA``, by default
+``.iwatch/local``), runs against it and stops it at the end. Run history goes to the Dagster instance in
+``DAGSTER_HOME`` (default ``.iwatch/dagster_home``), which ``make dev`` shows too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
+
+from example_project import LOCAL_API_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 LAST_PARTITIONS = 3
@@ -26,9 +29,9 @@ def inverse_watch() -> Iterator[str]:
         yield os.environ["IWATCH_URL"]
         return
     from dagster_iwatch.local import LocalServer
-    from example_project.definitions import LOCAL_API_KEY
 
-    with LocalServer(ROOT / ".iwatch" / "local", port=0, user_api_key=LOCAL_API_KEY) as server:
+    data = Path(os.getenv("IWATCH_LOCAL_DATA", ROOT / ".iwatch" / "local"))
+    with LocalServer(data, port=0, user_api_key=LOCAL_API_KEY) as server:
         os.environ["IWATCH_URL"] = server.url
         os.environ["IWATCH_API_KEY"] = LOCAL_API_KEY
         try:
@@ -41,6 +44,8 @@ def main() -> int:
     """Materialize the plain assets and the last partitions of the daily one; print each file's path and rows."""
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(ROOT / ".iwatch" / "dagster_home")))
     home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     with inverse_watch() as where:
         print(f"Inverse Watch: {where}")
         from example_project import definitions
@@ -49,12 +54,12 @@ def main() -> int:
         resources = defs.resources or {}
         assets = [definitions.transfers, definitions.prices, definitions.token_totals]
         partition_keys = definitions.daily.get_partition_keys()[-LAST_PARTITIONS:]
+        quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
         with dg.DagsterInstance.get() as instance:
-            results = [dg.materialize(assets, resources=resources, instance=instance)]
-            results += [
-                dg.materialize([definitions.daily_volume], partition_key=key, resources=resources, instance=instance)
-                for key in partition_keys
-            ]
+            run = functools.partial(dg.materialize, resources=resources, instance=instance, run_config=quiet)
+            print(f"Materializing {len(assets)} assets, then daily_volume for {', '.join(partition_keys)}")
+            results = [run(assets)]
+            results += [run([definitions.daily_volume], partition_key=key) for key in partition_keys]
     ok = all(r.success for r in results)
     print("\nParquet files:")
     for result in results:
