@@ -18,11 +18,12 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
+import msgspec
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
@@ -78,28 +79,17 @@ _DASHBOARD_FIELDS = frozenset({"name", "tags", "is_draft", "layout", "dashboard_
 Timeout = float | tuple[float, float]
 
 
-def _fast_decoder() -> Callable[[bytes], Any] | None:
-    """The JSON decoder of msgspec when installed: the stdlib's values (big integers exact), faster."""
-    try:
-        import msgspec  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        return None
-    decode: Callable[[bytes], Any] = msgspec.json.Decoder().decode
-    return decode
-
-
-_FAST_DECODE = _fast_decoder()
+# msgspec keeps integers beyond 64 bits exact, like the stdlib, and parses about twice as fast.
+_DECODER = msgspec.json.Decoder()
 
 
 def _loads(body: bytes) -> Any:
-    """Parse a JSON body; the fast decoder when available, the stdlib for what it refuses."""
-    if _FAST_DECODE is not None:
-        try:
-            return _FAST_DECODE(body)
-        except ValueError:
-            # Bare NaN tokens (Redash before v9) or numbers beyond float range: the stdlib accepts those.
-            pass
-    return json.loads(body)
+    """Parse a JSON body with msgspec, or the stdlib for what msgspec refuses."""
+    try:
+        return _DECODER.decode(body)
+    except msgspec.DecodeError:
+        # Bare NaN tokens (Redash before v9) or numbers beyond float range: the stdlib accepts those.
+        return json.loads(body)
 
 
 class _Retry(Retry):

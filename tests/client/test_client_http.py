@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -460,3 +462,43 @@ def test_nan_tokens_and_huge_integers_parse_like_the_stdlib(client: IWatchClient
     assert row["x"] != row["x"]
     assert row["n"] == 123456789012345678901234567890
     assert result.to_arrow().column("n").to_pylist() == [Decimal(123456789012345678901234567890)]
+
+
+class EndlessResult(BaseHTTPRequestHandler):
+    """Streams a result body that never ends, with no Content-Length (chunked)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        head = b'{"query_result": {"data": {"rows": ['
+        chunk = b'{"x": 1},' * 1000
+        try:
+            self.wfile.write(f"{len(head):x}\r\n".encode() + head + b"\r\n")
+            while True:
+                self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        except OSError:
+            return
+
+
+def test_size_guard_stops_reading_an_endless_body() -> None:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), EndlessResult)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        client = IWatchClient(url, "k", max_result_bytes=50_000, max_retries=0, timeout=5)
+        with client, pytest.raises(ResultTooLargeError) as caught:
+            client.get_query_result(1)
+        assert caught.value.limit == 50_000
+        assert caught.value.size is None
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
