@@ -7,10 +7,11 @@ DAGSTER_HOME ?= $(CURDIR)/.iwatch/dagster_home
 
 .PHONY: install test lint typecheck unit run serve dev bench clean
 
+# uv resolves and installs the dependency tree in seconds where pip takes minutes.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q uv
+	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[dev]'
 	touch $@
 
 install: $(STAMP)
