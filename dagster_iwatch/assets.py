@@ -6,7 +6,7 @@ fetched when the asset runs; keys default to ``["iwatch", "query_<id>"]``, or de
 
 import re
 import warnings
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, Literal, TypeAlias
@@ -143,6 +143,28 @@ class IWatchTranslator:
         return asset_spec.with_io_manager_key(spec.io_manager_key) if spec.io_manager_key else asset_spec
 
 
+TranslatorLike: TypeAlias = IWatchTranslator | Callable[[IWatchQuerySpec, dg.AssetSpec], dg.AssetSpec]
+"""A translator, or a function that receives a query spec and its default asset spec and returns the spec to use."""
+
+
+class _FunctionTranslator(IWatchTranslator):
+    def __init__(self, function: Callable[[IWatchQuerySpec, dg.AssetSpec], dg.AssetSpec]) -> None:
+        self._function = function
+
+    def get_asset_spec(self, spec: IWatchQuerySpec) -> dg.AssetSpec:
+        return self._function(spec, super().get_asset_spec(spec))
+
+
+def _translator(translator: TranslatorLike | None) -> IWatchTranslator:
+    if translator is None:
+        return IWatchTranslator()
+    if isinstance(translator, IWatchTranslator):
+        return translator
+    if callable(translator):
+        return _FunctionTranslator(translator)
+    raise ConfigError(f"translator must be an IWatchTranslator or a function, got {type(translator).__name__}")
+
+
 def snake_case(name: str) -> str:
     """A query name as an asset-key part: lower case, words joined by underscores."""
     return re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_").lower() or "query"
@@ -156,7 +178,7 @@ def build_iwatch_query_asset(
     partitions_def: dg.PartitionsDefinition | None = None,
     partition_parameter: PartitionParameter | None = None,
     max_age: int = 0,
-    translator: IWatchTranslator | None = None,
+    translator: TranslatorLike | None = None,
     resource_key: str = "iwatch",
     **spec_fields: Any,
 ) -> dg.AssetsDefinition:
@@ -171,7 +193,8 @@ def build_iwatch_query_asset(
             a date-range or datetime-range parameter the window (inclusive end by default), a text or enum
             parameter the partition key; a callable ``(context) -> {name: value}`` covers anything else.
         max_age: Reuse a cached result at most this many seconds old (0: always run).
-        translator: Rules for keys, descriptions and other asset attributes.
+        translator: Rules for keys, descriptions and other asset attributes: an :class:`IWatchTranslator`, or a
+            function ``(query_spec, default_asset_spec) -> AssetSpec``.
         resource_key: The key of the :class:`IWatchResource` in your Definitions.
         **spec_fields: Any other :class:`IWatchQuerySpec` field (group_name, owners, tags, mode, checks, pool...).
 
@@ -203,13 +226,13 @@ def build_iwatch_query_asset(
             max_age=max_age,
             **spec_fields,
         )
-    return _build(spec, translator or IWatchTranslator(), resource_key)
+    return _build(spec, _translator(translator), resource_key)
 
 
 def build_iwatch_query_assets(
     specs: Sequence[int | IWatchQuerySpec],
     *,
-    translator: IWatchTranslator | None = None,
+    translator: TranslatorLike | None = None,
     resource_key: str = "iwatch",
 ) -> list[dg.AssetsDefinition]:
     """Build one asset per saved query; each runs in its own step, with its own partitions.
@@ -217,10 +240,9 @@ def build_iwatch_query_assets(
     Raises:
         ConfigError: Two specs give the same asset key, or a spec is inconsistent.
     """
-    translator = translator or IWatchTranslator()
+    rules = _translator(translator)
     built = [
-        _build(s if isinstance(s, IWatchQuerySpec) else IWatchQuerySpec(query_id=s), translator, resource_key)
-        for s in specs
+        _build(s if isinstance(s, IWatchQuerySpec) else IWatchQuerySpec(query_id=s), rules, resource_key) for s in specs
     ]
     keys = [a.key for a in built]
     duplicates = sorted({k.to_user_string() for k in keys if keys.count(k) > 1})

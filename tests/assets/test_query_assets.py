@@ -338,6 +338,13 @@ def test_build_many_assets_with_translator_rules(runner: Runner) -> None:
     assert prices.kinds == {"iwatch", "parquet"}
     assert len(materializations(runner.materialize(assets))) == 2
 
+    def by_tag(spec: IWatchQuerySpec, default: dg.AssetSpec) -> dg.AssetSpec:
+        return default.replace_attributes(key=["prices", *default.key.path[1:]], group_name="by_function")
+
+    (renamed,) = build_iwatch_query_assets([15], translator=by_tag)
+    assert renamed.key == dg.AssetKey(["prices", "query_15"])
+    assert renamed.specs_by_key[renamed.key].group_name == "by_function"
+
     with pytest.raises(ConfigError, match="distinct keys"):
         build_iwatch_query_assets([12, IWatchQuerySpec(query_id=13, key=["iwatch", "query_12"])])
 
