@@ -179,3 +179,30 @@ class ResultTooLargeError(IWatchError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.limit, self.size))
+
+
+class MissingParquetError(IWatchError, FileNotFoundError):
+    """An input's Parquet file does not exist: the upstream asset (or partition) was never materialized.
+
+    Attributes:
+        asset: The asset key, as a user-readable string (or the op output identifier).
+        partition: The missing partition key, or ``None`` for a non-partitioned asset.
+        uri: Where the file was expected.
+    """
+
+    def __init__(self, asset: str, partition: str | None, uri: str) -> None:
+        self.asset = asset
+        self.partition = partition
+        self.uri = uri
+        what = f"partition {partition!r} of asset {asset}" if partition is not None else f"asset {asset}"
+        super().__init__(
+            f"No Parquet file for {what} at {uri}. Materialize it first"
+            f"{' (that partition)' if partition is not None else ''}, or check the IO manager's base_path."
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.asset, self.partition, self.uri))
+
+
+class UnsupportedOutputError(IWatchError, TypeError):
+    """An asset handed the Parquet IO manager something other than a ``pyarrow.Table`` or a DataFrame."""

@@ -70,7 +70,9 @@ def main() -> int:
                 continue
             rows = materialization.metadata["dagster/row_count"].value
             partition = f" [{materialization.partition}]" if materialization.partition else ""
-            print(f"  {materialization.asset_key.to_user_string()}{partition}: {uri.value} ({rows} rows)")
+            cached = materialization.metadata.get("iwatch/from_cache")
+            origin = ", cached result" if cached is not None and cached.value else ""
+            print(f"  {materialization.asset_key.to_user_string()}{partition}: {uri.value} ({rows} rows{origin})")
     return 0 if ok else 1
 
 
