@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dagster_iwatch.arrow import result_to_arrow
-from dagster_iwatch.client import _FAST_DECODE, _loads, _parse_result
+from dagster_iwatch.client import _loads, _parse_result
 
 COLUMNS = [
     ("id", "integer"),
@@ -143,11 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         body_path = Path(tmp) / "body.json"
         body = make_body(args.rows)
         body_path.write_bytes(body)
-        parser_name = "msgspec" if _FAST_DECODE is not None else "json"
-        print(
-            f"{args.rows:,} rows, {len(body) / 1e6:.1f} MB of JSON, best of {args.runs} fresh processes; "
-            f"iwatch parses with {parser_name}"
-        )
+        print(f"{args.rows:,} rows, {len(body) / 1e6:.1f} MB of JSON, best of {args.runs} fresh processes")
         best: dict[str, dict[str, float]] = {}
         for variant in VARIANTS:
             runs = []
