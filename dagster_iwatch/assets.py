@@ -100,10 +100,15 @@ class IWatchQuerySpec:
                 "parameters; use mode='execute' (with max_age to reuse cached results) for parameters or partitions"
             )
         check_partition_parameter(self.partitions_def, self.partition_parameter)
-        if isinstance(self.partition_parameter, str) and self.partition_parameter in self.parameters:
-            raise ConfigError(
-                f"parameter {self.partition_parameter!r} is both static and filled by the partition; drop one"
-            )
+        if isinstance(self.partition_parameter, str):
+            filled = {self.partition_parameter}
+        elif isinstance(self.partition_parameter, Mapping):
+            filled = set(self.partition_parameter.values())
+        else:
+            filled = set()
+        both = sorted(filled & set(self.parameters))
+        if both:
+            raise ConfigError(f"parameters {both} are both static and filled by the partition; drop one")
 
 
 class IWatchTranslator:
@@ -202,7 +207,8 @@ def build_iwatch_query_asset(
         The asset definition. Its value is a ``pyarrow.Table``; use :class:`IWatchParquetIOManager` to store it.
 
     Raises:
-        ConfigError: An inconsistent spec (for example a partitions_def without partition_parameter).
+        ConfigError: An inconsistent spec (for example a partitions_def without partition_parameter), or a
+            spec together with spec fields.
 
     Example:
         .. code-block:: python
@@ -215,6 +221,11 @@ def build_iwatch_query_asset(
             )
     """
     if isinstance(query_id, IWatchQuerySpec):
+        given: dict[str, Any] = dict(key=key, parameters=parameters, partitions_def=partitions_def)
+        given |= dict(partition_parameter=partition_parameter, max_age=max_age or None, **spec_fields)
+        ignored = sorted(name for name, value in given.items() if value is not None)
+        if ignored:
+            raise ConfigError(f"pass either an IWatchQuerySpec or its fields, not both; set {ignored} on the spec")
         spec = query_id
     else:
         spec = IWatchQuerySpec(
@@ -237,6 +248,15 @@ def build_iwatch_query_assets(
 ) -> list[dg.AssetsDefinition]:
     """Build one asset per saved query; each runs in its own step, with its own partitions.
 
+    Args:
+        specs: Query ids (all defaults) or complete :class:`IWatchQuerySpec` objects.
+        translator: Rules applied to every spec: an :class:`IWatchTranslator`, or a function
+            ``(query_spec, default_asset_spec) -> AssetSpec``.
+        resource_key: The key of the :class:`IWatchResource` in your Definitions.
+
+    Returns:
+        One asset definition per spec, in the order given.
+
     Raises:
         ConfigError: Two specs give the same asset key, or a spec is inconsistent.
     """
@@ -256,40 +276,41 @@ def _build(spec: IWatchQuerySpec, translator: IWatchTranslator, resource_key: st
     if asset_spec.partitions_def != spec.partitions_def:
         spec = replace(spec, partitions_def=asset_spec.partitions_def)
         check_partition_parameter(spec.partitions_def, spec.partition_parameter)
+    if not asset_spec.metadata.get("dagster/io_manager_key"):
+        # multi_asset types the output of a spec without an IO manager key as Nothing; the table must be stored.
+        asset_spec = asset_spec.with_io_manager_key("io_manager")
     key = asset_spec.key
-    check_specs = asset_checks.check_specs(key, spec.checks, spec.max_result_age)
+    output_name = key.to_python_identifier()
 
-    @dg.asset(
-        key=key,
-        name=None,
-        description=asset_spec.description,
-        group_name=asset_spec.group_name,
-        owners=list(asset_spec.owners),
-        tags=dict(asset_spec.tags),
-        kinds=set(asset_spec.kinds),
-        metadata={k: v for k, v in asset_spec.metadata.items() if k != "dagster/io_manager_key"},
-        deps=list(asset_spec.deps),
-        partitions_def=asset_spec.partitions_def,
-        automation_condition=asset_spec.automation_condition,
-        io_manager_key=asset_spec.metadata.get("dagster/io_manager_key"),
-        check_specs=check_specs,
+    # Built from the spec itself, so every attribute a translator sets (code version, freshness...) is kept.
+    @dg.multi_asset(
+        name=output_name,
+        specs=[asset_spec],
+        check_specs=asset_checks.check_specs(key, spec.checks, spec.max_result_age),
         required_resource_keys={resource_key},
         pool=spec.pool,
         retry_policy=spec.retry_policy,
-        dagster_type=dg.Any,
     )
     def _asset(context: dg.AssetExecutionContext) -> Iterator[dg.Output[Any] | dg.AssetCheckResult]:
         resource: IWatchResource = getattr(context.resources, resource_key)
-        yield from _materialize(context, resource, spec, key)
+        yield from _materialize(context, resource, spec, key, output_name)
 
     return _asset
 
 
 def _materialize(
-    context: dg.AssetExecutionContext, resource: IWatchResource, spec: IWatchQuerySpec, key: dg.AssetKey
+    context: dg.AssetExecutionContext,
+    resource: IWatchResource,
+    spec: IWatchQuerySpec,
+    key: dg.AssetKey,
+    output_name: str,
 ) -> Iterator[dg.Output[Any] | dg.AssetCheckResult]:
     previous_schema = asset_checks.latest_schema(context, key) if "schema_unchanged" in spec.checks else None
-    with resource.get_client() as client:
+    try:
+        client = resource.get_client()
+    except IWatchError as error:
+        raise _failure(error, spec.query_id, None) from error
+    with client:
         query_url = client.query_url(spec.query_id)
         try:
             query = client.get_query(spec.query_id)
@@ -310,7 +331,7 @@ def _materialize(
     with warnings.catch_warnings():
         # Output(data_version=...) is marked beta, yet it is the documented way to version a result.
         warnings.simplefilter("ignore", dg.BetaWarning)
-        output = dg.Output(table, metadata=metadata, data_version=data_version(table))
+        output = dg.Output(table, output_name, metadata=metadata, data_version=data_version(table))
     yield output
     yield from asset_checks.evaluate(
         key,
@@ -323,11 +344,10 @@ def _materialize(
     )
 
 
-def _failure(error: IWatchError, query_id: int, query_url: str) -> dg.Failure:
-    metadata: dict[str, Any] = {
-        "iwatch/query_id": query_id,
-        "iwatch/query_url": dg.MetadataValue.url(query_url),
-    }
+def _failure(error: IWatchError, query_id: int, query_url: str | None) -> dg.Failure:
+    metadata: dict[str, Any] = {"iwatch/query_id": query_id}
+    if query_url:
+        metadata["iwatch/query_url"] = dg.MetadataValue.url(query_url)
     job_id = getattr(error, "job_id", None)
     if job_id:
         metadata["iwatch/job_id"] = job_id

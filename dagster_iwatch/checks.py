@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Literal, TypeAlias
 
 import dagster as dg
 
 from dagster_iwatch.errors import ConfigError
-
-CheckName: TypeAlias = Literal["not_empty", "schema_unchanged", "fresh"]
 
 _DESCRIPTIONS: dict[str, str] = {
     "not_empty": "The query result has at least one row.",
@@ -23,8 +20,10 @@ def check_specs(key: dg.AssetKey, checks: Collection[str], max_result_age: timed
     """The check specs for the checks named in ``checks``.
 
     Raises:
-        ConfigError: An unknown check name, or ``fresh`` without ``max_result_age``.
+        ConfigError: ``checks`` is a string or names an unknown check, or ``fresh`` lacks ``max_result_age``.
     """
+    if isinstance(checks, str):
+        raise ConfigError(f"checks must be a list of check names, e.g. [{checks!r}], not a string")
     unknown = set(checks) - set(_DESCRIPTIONS)
     if unknown:
         raise ConfigError(f"unknown asset checks {sorted(unknown)}; choose from {sorted(_DESCRIPTIONS)}")
@@ -52,8 +51,7 @@ def evaluate(
             asset_key=key, check_name="not_empty", passed=row_count > 0, metadata={"row_count": row_count}
         )
     if "schema_unchanged" in checks:
-        previous = previous_schema
-        changes = _schema_changes(previous, schema) if previous is not None else []
+        changes = _schema_changes(previous_schema, schema) if previous_schema is not None else []
         yield dg.AssetCheckResult(
             asset_key=key,
             check_name="schema_unchanged",
@@ -61,7 +59,7 @@ def evaluate(
             severity=dg.AssetCheckSeverity.WARN,
             metadata={
                 "changes": dg.MetadataValue.json(changes),
-                "first_materialization": previous is None,
+                "first_materialization": previous_schema is None,
             },
         )
     if "fresh" in checks:

@@ -22,7 +22,9 @@ def local() -> None:
 
 @local.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=5055, show_default=True, type=int, help="TCP port (0 picks a free one).")
+@click.option(
+    "--port", default=5055, show_default=True, type=click.IntRange(0, 65535), help="TCP port (0 picks a free one)."
+)
 @click.option(
     "--data",
     "data_dir",
@@ -39,7 +41,7 @@ def local() -> None:
     help="Which server's behaviour to follow where Inverse Watch and upstream Redash differ.",
 )
 @click.option("--api-key", default=None, help="Use this admin API key instead of the stored one.")
-@click.option("--workers", default=2, show_default=True, type=int, help="Threads running queries.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1), help="Threads running queries.")
 def serve(host: str, port: int, data_dir: Path, flavor: str, api_key: str | None, workers: int) -> None:
     """Serve the local server until Ctrl-C, after printing its URL and API keys."""
     from dagster_iwatch.local import LocalServer
@@ -53,7 +55,10 @@ def serve(host: str, port: int, data_dir: Path, flavor: str, api_key: str | None
         user_api_key=api_key,
         record_requests=False,
     )
-    srv.start()
+    try:
+        srv.start()
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     stop = threading.Event()
 
     def on_term(signum: int, frame: FrameType | None) -> None:

@@ -103,6 +103,17 @@ class _Retry(Retry):
         return None if seconds is None else min(seconds, self.RETRY_AFTER_CAP)
 
 
+class _KeyAuth(requests.auth.AuthBase):
+    """Sends ``Authorization: Key <key>``; given as ``auth``, it keeps a ``.netrc`` entry from replacing the key."""
+
+    def __init__(self, key: str) -> None:
+        self._key = key
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Key {self._key}"
+        return request
+
+
 @dataclasses.dataclass(frozen=True)
 class _Credential:
     """The key for one call; ``query_id`` is set when it is that query's own key."""
@@ -118,7 +129,8 @@ class IWatchClient:
     Args:
         base_url: The server's URL, e.g. ``https://app.inverse.watch`` (a path prefix is kept).
         api_key: A user API key; needed for everything but calls about a query with its own key.
-        query_api_keys: Query API keys by query id; used for that query's calls instead of the user key.
+        query_api_keys: Query API keys by query id (an int or a string of digits); used for that query's
+            calls instead of the user key.
         timeout: Seconds to connect and to wait for each read, as one number or ``(connect, read)``.
         job_timeout: Default seconds :meth:`execute` waits for a job before cancelling it.
         poll_interval: First wait between job polls, in seconds; it grows by half up to ``max_poll_interval``.
@@ -142,7 +154,7 @@ class IWatchClient:
         base_url: str,
         api_key: str | None = None,
         *,
-        query_api_keys: Mapping[int, str] | None = None,
+        query_api_keys: Mapping[int, str] | Mapping[str, str] | None = None,
         timeout: Timeout = (10.0, 60.0),
         job_timeout: float = 1800.0,
         poll_interval: float = 0.2,
@@ -389,6 +401,9 @@ class IWatchClient:
         Parameters are checked against the query's declaration before anything is sent. While waiting,
         the job is polled with a growing interval; if the wait is interrupted (timeout, Ctrl-C, run
         termination, a lost connection), the job is cancelled on the server before the error propagates.
+        A query with text parameters runs with the user key even when it has a query key, which may not
+        run it. With a query key, a result upstream Redash will not serve by id (one run with values other
+        than the saved defaults) is read back from the cache that run just filled.
 
         Args:
             query_id: The saved query's id.
@@ -422,23 +437,44 @@ class IWatchClient:
             raise ConfigError(f"execute: query {query.id} was given for query_id {qid}")
         values = serialize_parameters(query, parameters)
         if credential.query_id is not None and not query.is_safe:
-            raise ConfigError(
-                f"Query {qid} has text parameters, which a query API key may not run; "
-                "use a user API key (api_key) for it"
-            )
-        body = {"parameters": values, "max_age": max_age}
-        data = self._json(
-            "POST", f"/api/queries/{qid}/results", credential, json_body=body, limit=self._max_result_bytes
-        )
+            # The server refuses a query key here, so the whole run (polls, result, cancel) uses the user key.
+            if self._api_key is None:
+                raise ConfigError(
+                    f"Query {qid} has text parameters, which a query API key may not run; "
+                    "use a user API key (api_key) for it"
+                )
+            credential = self._user()
+        posted = time.monotonic()
+        data = self._run(qid, values, max_age, credential)
         if isinstance(data, Mapping) and "query_result" in data:
             self._logger.info("Query %s: served from cache (max_age=%ss)", qid, max_age)
             return dataclasses.replace(_parse_result(data), parameters=values)
         job = _parse_job(data)
-        finished = self._wait(qid, job, wait)
-        if finished.query_result_id is None:
+        route = qid if credential.query_id is not None else None
+        finished = self._wait(qid, job, wait, route)
+        result_id = finished.query_result_id
+        if result_id is None:
             raise ProtocolError(f"Query {qid}: job {finished.id} succeeded without a query_result_id")
-        result = self.get_query_result(finished.query_result_id, query_id=qid)
+        try:
+            result = self.get_query_result(result_id, query_id=route)
+        except NotFoundError:
+            if route is None:
+                raise
+            # Redash gives a query key only results whose hash matches the query run with its saved values;
+            # a run with other values is read back from the cache it just filled.
+            data = self._run(qid, values, math.ceil(time.monotonic() - posted) + 60, credential)
+            if not (isinstance(data, Mapping) and "query_result" in data):
+                self._cancel_quietly(qid, _parse_job(data).id, route)
+                raise
+            cached = _parse_result(data)
+            result = cached if cached.id is not None else dataclasses.replace(cached, id=result_id)
         return dataclasses.replace(result, job_id=finished.id, parameters=values)
+
+    def _run(self, query_id: int, values: Mapping[str, Any], max_age: int, credential: _Credential) -> Any:
+        """POST the run request once: a result young enough, or a job."""
+        body = {"parameters": values, "max_age": max_age}
+        path = f"/api/queries/{query_id}/results"
+        return self._json("POST", path, credential, json_body=body, limit=self._max_result_bytes)
 
     def get_job(self, job_id: str, *, query_id: int | None = None) -> Job:
         """Fetch a job's status.
@@ -645,14 +681,17 @@ class IWatchClient:
             return f"/api/queries/{credential.query_id}/results/{rid}.{suffix}", credential
         return f"/api/query_results/{rid}" + ("" if suffix == "json" else f".{suffix}"), credential
 
-    def _wait(self, query_id: int, job: Job, timeout: float) -> Job:
-        """Poll a job until it finishes; cancel it remotely if the wait ends any other way."""
+    def _wait(self, query_id: int, job: Job, timeout: float, route: int | None) -> Job:
+        """Poll a job until it finishes; cancel it remotely if the wait ends any other way.
+
+        ``route`` is the query id for the query-scoped job routes (a query key), ``None`` for the user key's.
+        """
         job_id = job.id
         started = time.monotonic()
         deadline = started + timeout
         interval = self._poll_interval
-        self._logger.info("Query %s: job %s queued (status %s)", query_id, job_id, job.status.name)
         try:
+            self._logger.info("Query %s: job %s queued (status %s)", query_id, job_id, job.status.name)
             while not job.is_finished:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -663,12 +702,12 @@ class IWatchClient:
                         job.status.name,
                         timeout,
                     )
-                    self._cancel_quietly(job_id, query_id)
+                    self._cancel_quietly(query_id, job_id, route)
                     raise JobTimeoutError(query_id, job_id, timeout)
                 time.sleep(min(interval, remaining))
                 interval = min(interval * _POLL_GROWTH, self._max_poll_interval)
                 previous = job.status
-                job = self.get_job(job_id, query_id=query_id)
+                job = self.get_job(job_id, query_id=route)
                 if job.status != previous:
                     self._logger.info(
                         "Query %s: job %s %s after %.1fs", query_id, job_id, job.status.name, time.monotonic() - started
@@ -676,18 +715,18 @@ class IWatchClient:
         except JobTimeoutError:
             raise
         except BaseException:
-            self._cancel_quietly(job_id, query_id)
+            self._cancel_quietly(query_id, job_id, route)
             raise
         if job.is_cancelled:
-            raise JobCancelledError(query_id, job_id, job.error)
+            raise JobCancelledError(query_id, job_id, self._redact(job.error))
         if job.status == JobStatus.FAILURE:
             raise QueryExecutionError(query_id, job_id, self._redact(job.error))
         return dataclasses.replace(job, id=job_id)
 
-    def _cancel_quietly(self, job_id: str, query_id: int) -> None:
+    def _cancel_quietly(self, query_id: int, job_id: str, route: int | None) -> None:
         """Best-effort cancel that never hides the error being raised."""
         try:
-            path, credential = self._job_route(job_id, query_id)
+            path, credential = self._job_route(job_id, route)
             response = self._send("DELETE", path, credential, session=self._cancel_session, timeout=_CANCEL_TIMEOUT)
             self._read(response, "DELETE", path, limit=_ERROR_BODY_LIMIT)
             if response.status_code >= 400:
@@ -761,7 +800,7 @@ class IWatchClient:
                 self._base_url + path,
                 params=params,
                 json=json_body,
-                headers={"Authorization": f"Key {credential.key}"},
+                auth=_KeyAuth(credential.key),
                 timeout=timeout or self._timeout,
                 stream=True,
             )
@@ -884,7 +923,8 @@ def _validate_query_keys(keys: Mapping[Any, Any] | None) -> dict[int, str]:
         elif _is_int(raw_id):
             query_id = raw_id
         else:
-            raise ConfigError(f"query_api_keys: {raw_id!r} is not a query id")
+            # Never echo it: with the mapping written the wrong way round, it is a key.
+            raise ConfigError("query_api_keys: one of its keys is not a query id; map query ids to API keys")
         if not isinstance(key, str) or not key:
             raise ConfigError(f"query_api_keys[{query_id}] must be a non-empty string")
         result[query_id] = key

@@ -56,7 +56,7 @@ class AuthError(APIError):
         super().__init__(status, method, path, server_message)
         self.hint = hint
         if hint:
-            self.args = (f"{self.args[0]}. {hint}",)
+            self.args = (f"{self.args[0].rstrip('.')}. {hint}",)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.status, self.method, self.path, self.server_message, self.hint))

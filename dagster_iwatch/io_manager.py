@@ -327,13 +327,7 @@ class ParquetUPathIOManager(UPathIOManager):
             path = self._get_path(context)
         self.make_directory(path.parent)
         context.log.debug(f"Writing Parquet to {display_uri(path)}")
-        write_parquet_atomic(
-            table,
-            path,
-            compression=self.compression,
-            compression_level=self.compression_level,
-            row_group_size=self.row_group_size,
-        )
+        self.dump_to_path(context, table, path)
         context.add_output_metadata({"dagster/uri": MetadataValue.text(display_uri(path))})
 
     def load_input(self, context: InputContext) -> Any:

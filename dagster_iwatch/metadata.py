@@ -41,10 +41,29 @@ def data_version(table: pa.Table) -> dg.DataVersion:
     Schema metadata is left out: it holds the result id and retrieval time, which change on every run.
     """
     content = table.replace_schema_metadata(None)
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, content.schema) as writer:
+    sink = _HashingSink()
+    # Streamed into the hash rather than into a buffer, so a large result is not held twice in memory.
+    with pa.ipc.new_stream(pa.PythonFile(sink, mode="w"), content.schema) as writer:
         writer.write_table(content)
-    return dg.DataVersion(hashlib.sha256(sink.getvalue()).hexdigest()[:32])
+    return dg.DataVersion(sink.digest.hexdigest()[:32])
+
+
+class _HashingSink:
+    """A write-only file that feeds everything written to it into a SHA-256 digest."""
+
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def column_schema(result: QueryResult, table: pa.Table) -> dg.TableSchema:

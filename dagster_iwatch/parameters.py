@@ -230,7 +230,8 @@ def _choice(parameter: Parameter, value: Any, options: tuple[str, ...] | None) -
     if isinstance(value, list | tuple | set | frozenset):
         if not multi:
             raise ParameterError(parameter.name, value, expected, problem="takes one value, not a list:")
-        items = sorted(value) if isinstance(value, set | frozenset) else list(value)
+        # Sets have no order: sort them for a stable value (and cache key), by text so mixed types cannot crash.
+        items = sorted(value, key=str) if isinstance(value, set | frozenset) else list(value)
         if not items:
             raise ParameterError(parameter.name, value, expected, problem="needs at least one value, got")
     else:

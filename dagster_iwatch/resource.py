@@ -8,7 +8,6 @@ import dagster as dg
 from pydantic import Field
 
 from dagster_iwatch.client import IWatchClient
-from dagster_iwatch.errors import ConfigError
 
 __all__ = ["IWatchResource"]
 
@@ -97,7 +96,7 @@ class IWatchResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         return IWatchClient(
             self.base_url,
             self.api_key,
-            query_api_keys=_query_keys(self.query_api_keys),
+            query_api_keys=self.query_api_keys,
             timeout=(self.connect_timeout, self.request_timeout),
             job_timeout=self.job_timeout,
             max_poll_interval=self.max_poll_interval,
@@ -112,13 +111,3 @@ class IWatchResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 def _rebuild(cls: type[IWatchResource], values: dict[str, Any]) -> IWatchResource:
     """Recreate a resource from its field values (the unpickling half of ``__reduce__``)."""
     return cls(**values)
-
-
-def _query_keys(keys: dict[str, str]) -> dict[int, str]:
-    """Query ids as the client wants them; a key that is not an id is a configuration mistake."""
-    parsed: dict[int, str] = {}
-    for query_id, key in keys.items():
-        if not query_id.strip().isdigit():
-            raise ConfigError(f"query_api_keys: {query_id!r} is not a query id")
-        parsed[int(query_id)] = key
-    return parsed

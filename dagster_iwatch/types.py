@@ -197,13 +197,3 @@ class Dashboard:
     def query_ids(self) -> tuple[int, ...]:
         """The ids of the queries its widgets show, in widget order, without repeats."""
         return tuple(dict.fromkeys(w.query_id for w in self.widgets if w.query_id is not None))
-
-
-@dataclass(frozen=True)
-class Page:
-    """One page of a paginated list."""
-
-    count: int
-    page: int
-    page_size: int
-    results: Sequence[Mapping[str, Any]]

@@ -102,7 +102,9 @@ def slugify(name: str) -> str:
 class LocalApp:
     """The server's state and endpoint logic over a data folder."""
 
-    def __init__(self, data_dir: Path, *, flavor: str, workers: int, user_api_key: str | None) -> None:
+    def __init__(
+        self, data_dir: Path, *, flavor: str, workers: int, user_api_key: str | None, job_ttl: float = 600.0
+    ) -> None:
         if flavor not in FLAVORS:
             raise ValueError(f"flavor must be one of {FLAVORS}, not {flavor!r}")
         if user_api_key is not None and not user_api_key.strip():
@@ -131,6 +133,7 @@ class LocalApp:
             self.store,
             workers=workers,
             cancelled_status=CANCELLED if flavor == "inverse-watch" else FAILURE,
+            job_ttl=job_ttl,
         )
 
     def close(self) -> None:
@@ -221,7 +224,10 @@ class LocalApp:
 
     def _query_json(self, doc: Doc, *, detail: bool) -> dict[str, Any]:
         defs = doc["options"].get("parameters") or []
-        out = {k: v for k, v in doc.items() if not k.startswith("_")}
+        # Looked up, not stored in the document: a result landing during an edit must not be lost.
+        latest = self.store.latest_result_summary(doc["data_source_id"], doc["query_hash"])
+        out: dict[str, Any] = {"id": doc["id"], "latest_query_data_id": None if latest is None else latest["id"]}
+        out.update((k, v) for k, v in doc.items() if not k.startswith("_") and k not in out)
         out["is_safe"] = params.is_safe(defs)
         out["user"] = dict(_USER)
         out["is_favorite"] = False
@@ -233,8 +239,8 @@ class LocalApp:
             out["can_edit"] = True
         else:
             out["last_modified_by_id"] = _USER["id"]
-            out["retrieved_at"] = doc.get("_retrieved_at")
-            out["runtime"] = doc.get("_runtime")
+            out["retrieved_at"] = None if latest is None else latest["retrieved_at"]
+            out["runtime"] = None if latest is None else latest["runtime"]
         return out
 
     def create_query(self, body: Mapping[str, Any]) -> Doc:
@@ -249,7 +255,6 @@ class LocalApp:
         tags = _checked_tags(body.get("tags"))
         doc: Doc = {
             "id": 0,
-            "latest_query_data_id": None,
             "name": str(body["name"]),
             "description": body.get("description"),
             "query": sql,
@@ -267,16 +272,11 @@ class LocalApp:
         }
         with self._write_lock:
             self.store.insert("queries", doc)
-            self._refresh_latest(doc)
-            self.store.put("queries", doc)
             self.create_visualization({"query_id": doc["id"], "type": "TABLE", "name": "Table", "options": {}})
         return doc
 
-    def _refresh_latest(self, doc: Doc) -> None:
-        latest = self.store.latest_result(datasource.DATA_SOURCE_ID, doc["query_hash"], None)
-        doc["latest_query_data_id"] = None if latest is None else latest["id"]
-        doc["_retrieved_at"] = None if latest is None else latest["retrieved_at"]
-        doc["_runtime"] = None if latest is None else latest["runtime"]
+    def _latest_result(self, doc: Doc) -> Doc | None:
+        return self.store.latest_result(doc["data_source_id"], doc["query_hash"], None)
 
     def post_queries(self, body: Any) -> Reply:
         """POST /api/queries: create a query."""
@@ -309,7 +309,6 @@ class LocalApp:
             if "query" in body and body["query"] != doc["query"]:
                 doc["query"] = str(body["query"])
                 doc["query_hash"] = params.query_hash(doc["query"])
-                self._refresh_latest(doc)
             doc["version"] += 1
             doc["updated_at"] = iso_now()
             self.store.put("queries", doc)
@@ -328,7 +327,9 @@ class LocalApp:
         """GET /api/queries: paginated, searchable, filterable by tags."""
         docs = [d for d in self.store.all("queries") if not d["is_archived"]]
         docs = _search(docs, args, ("name", "description", "query"))
-        return Reply(200, _paginate([self._query_json(d, detail=False) for d in docs], args))
+        page = _paginate(docs, args)
+        page["results"] = [self._query_json(d, detail=False) for d in page["results"]]
+        return Reply(200, page)
 
     def _result_json(self, row: Doc, *, public: bool = False) -> bytes:
         # The stored data is already JSON: splice it in rather than parse and re-encode large results.
@@ -362,20 +363,18 @@ class LocalApp:
     def get_query_latest_result(self, query_id: int, fmt: str) -> Reply:
         """GET /api/queries/<id>/results[.json|.csv]: the latest result of a query without parameters."""
         doc = self._query(query_id)
-        if doc["options"].get("parameters") or doc["latest_query_data_id"] is None:
-            raise HTTPError(404, MSG_NO_CACHED)
-        row = self.store.get_result(int(doc["latest_query_data_id"]))
+        row = None if doc["options"].get("parameters") else self._latest_result(doc)
         if row is None:
             raise HTTPError(404, MSG_NO_CACHED)
         return self._download(row, fmt, _file_stem(doc["name"]))
 
-    def get_query_result_scoped(self, query_id: int, result_id: int, fmt: str) -> Reply:
-        """GET /api/queries/<id>/results/<result_id>[.ext]: a result that this query produced."""
+    def get_query_result_scoped(self, query_id: int, result_id: int, fmt: str, principal: Principal) -> Reply:
+        """GET /api/queries/<id>/results/<result_id>[.ext]: any result, or for a query key one this query produced."""
         doc = self._query(query_id)
         row = self.store.get_result(result_id)
         if row is None:
             raise not_found()
-        if row["query_hash"] != doc["query_hash"] and row["query_id"] != query_id:
+        if not principal.is_user and row["query_hash"] != doc["query_hash"] and row["query_id"] != query_id:
             raise HTTPError(404, MSG_NO_CACHED)
         return self._download(row, fmt, _file_stem(doc["name"]))
 
@@ -390,9 +389,7 @@ class LocalApp:
         doc = self.store.get("queries", query_id)
         if doc is None:
             raise LookupError(query_id)
-        row = None
-        if doc["latest_query_data_id"] is not None:
-            row = self.store.get_result(int(doc["latest_query_data_id"]))
+        row = self._latest_result(doc)
         if row is not None:
             data = json.loads(row["data"])
         else:
@@ -401,10 +398,12 @@ class LocalApp:
                 data = datasource.run_sql(conn, doc["query"], {})
             finally:
                 conn.close()
-        if not data["columns"]:
+        names = [c["name"] for c in data["columns"]]
+        if not names:
             return []
-        first = data["columns"][0]["name"]
-        return [str(r[first]) for r in data["rows"]]
+        # As Redash: the values are the column named "value" (any case) when there is one, else the first column.
+        column = next((n for n in names if n.lower() == "value"), names[0])
+        return [str(r[column]) for r in data["rows"]]
 
     def run_query(self, query_id: int, body: Any, principal: Principal) -> Reply:
         """POST /api/queries/<id>/results: a cached result young enough, or a job."""
@@ -451,30 +450,24 @@ class LocalApp:
     def _run_or_cached(self, sql: str, query_id: int | None, max_age: int, *, public: bool) -> Reply:
         qhash = params.query_hash(sql)
         if max_age != 0:
-            min_ts = None if max_age < 0 else time.time() - max_age
+            # Only -1 means "any age"; other negative ages are never young enough (as Redash's get_latest).
+            min_ts = None if max_age == -1 else time.time() - max_age
             row = self.store.latest_result(datasource.DATA_SOURCE_ID, qhash, min_ts)
             if row is not None:
                 return Reply(200, self._result_json(row, public=public))
-        job = self.executor.submit(sql, qhash, datasource.DATA_SOURCE_ID, query_id)
-        return Reply(200, {"job": job.to_json()})
+        return Reply(200, {"job": self.executor.submit(sql, qhash, datasource.DATA_SOURCE_ID, query_id)})
 
-    def get_job(self, job_id: str, query_id: int | None = None) -> Reply:
-        """GET /api/jobs/<id> (or the query-scoped route)."""
+    def get_job(self, job_id: str) -> Reply:
+        """GET /api/jobs/<id> (or the query-scoped route, which Redash serves for any job)."""
         job = self.executor.get(job_id)
         if job is None:
             raise internal_error()
-        if query_id is not None and job.query_id != query_id:
-            raise login_required()
         return Reply(200, {"job": job.to_json()})
 
-    def cancel_job(self, job_id: str, query_id: int | None = None) -> Reply:
+    def cancel_job(self, job_id: str) -> Reply:
         """DELETE /api/jobs/<id>: cancel a pending or running job."""
-        job = self.executor.get(job_id)
-        if job is None:
+        if not self.executor.cancel(job_id):
             raise internal_error()
-        if query_id is not None and job.query_id != query_id:
-            raise login_required()
-        self.executor.cancel(job_id)
         return Reply(200, None)
 
     def job_status(self, job_id: str) -> int:
@@ -630,28 +623,28 @@ class LocalApp:
         """GET /api/dashboards: paginated, searchable by name, filterable by tags."""
         docs = [d for d in self.store.all("dashboards") if not d["is_archived"]]
         docs = _search(docs, args, ("name",))
-        return Reply(200, _paginate([self._dashboard_json(d, with_widgets=False) for d in docs], args))
+        page = _paginate(docs, args)
+        page["results"] = [self._dashboard_json(d, with_widgets=False) for d in page["results"]]
+        return Reply(200, page)
 
-    def _dashboard_by_ref(self, ref: str, *, legacy: bool, missing_status: int) -> Doc:
-        docs = self.store.all("dashboards")
-        by_slug = self.flavor == "inverse-watch" or legacy
-        if by_slug:
-            for d in docs:
-                if d["slug"] == ref:
-                    return d
+    def _dashboard_by_ref(self, ref: str, *, legacy: bool) -> Doc:
+        if self.flavor == "inverse-watch" or legacy:
+            doc = next((d for d in self.store.all("dashboards") if d["slug"] == ref), None)
+            if doc is not None:
+                return doc
             if self.flavor == "redash" or not ref.isdigit():
-                raise not_found() if missing_status == 404 else internal_error()
+                raise not_found()
         if not ref.isdigit():
             raise internal_error()
         doc = self.store.get("dashboards", int(ref))
         if doc is None:
-            raise not_found() if missing_status == 404 else internal_error()
+            raise not_found()
         return doc
 
     def get_dashboard(self, ref: str, args: Mapping[str, list[str]]) -> Reply:
         """GET /api/dashboards/<slug> (Inverse Watch) or /<id> (Redash; slug with ``?legacy``)."""
-        doc = self._dashboard_by_ref(ref, legacy="legacy" in args, missing_status=404)
-        return Reply(200, self._dashboard_json(doc, with_widgets=True))
+        doc = self._dashboard_by_ref(ref, legacy="legacy" in args)
+        return Reply(200, {**self._dashboard_json(doc, with_widgets=True), "can_edit": True})
 
     def edit_dashboard(self, ref: str, body: Any) -> Reply:
         """POST /api/dashboards/<id>: edit name, tags, is_draft; a stale ``version`` gives 409."""
@@ -665,7 +658,10 @@ class LocalApp:
                 raise internal_error()
             if "version" in body and body["version"] != doc["version"]:
                 raise HTTPError(409, MSG_CONFLICT)
-            for key in ("name", "is_draft", "dashboard_filters_enabled", "options", "layout"):
+            if "name" in body:
+                # Stored names are sorted and searched by every later list: keep them strings.
+                doc["name"] = str(body["name"])
+            for key in ("is_draft", "dashboard_filters_enabled", "options", "layout"):
                 if key in body:
                     doc[key] = body[key]
             if "tags" in body:
@@ -677,17 +673,14 @@ class LocalApp:
 
     def archive_dashboard(self, ref: str) -> Reply:
         """DELETE /api/dashboards/<slug or id>: archive (Redash: by id only)."""
-        docs = self.store.all("dashboards")
-        doc: Doc | None = None
-        if self.flavor == "inverse-watch":
-            doc = next((d for d in docs if d["slug"] == ref), None)
-        if doc is None and ref.isdigit():
-            doc = self.store.get("dashboards", int(ref))
-        if doc is None:
-            if self.flavor == "inverse-watch":
-                raise not_found()
-            raise internal_error()
         with self._write_lock:
+            doc: Doc | None = None
+            if self.flavor == "inverse-watch":
+                doc = next((d for d in self.store.all("dashboards") if d["slug"] == ref), None)
+            if doc is None and ref.isdigit():
+                doc = self.store.get("dashboards", int(ref))
+            if doc is None:
+                raise not_found() if self.flavor == "inverse-watch" else internal_error()
             doc["is_archived"] = True
             doc["version"] += 1
             doc["updated_at"] = iso_now()
@@ -779,7 +772,7 @@ def _search(docs: list[Doc], args: Mapping[str, list[str]], fields: Sequence[str
     return sorted(docs, key=sort_key, reverse=order.startswith("-"))
 
 
-def _paginate(items: list[dict[str, Any]], args: Mapping[str, list[str]]) -> dict[str, Any]:
+def _paginate(items: list[Doc], args: Mapping[str, list[str]]) -> dict[str, Any]:
     page = _first_int(args, "page", 1)
     page_size = _first_int(args, "page_size", 25)
     if page < 1:

@@ -35,17 +35,15 @@ _SQLITE_TS = re.compile(r"^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2}(?:\.\d+)?)Z
 _LIMIT_AT_END = re.compile(r"\blimit\s+\d+\s*(?:offset\s+\d+\s*)?;?\s*$", re.IGNORECASE)
 
 
-class QueryCancelled(Exception):
-    """Raised when a running statement was interrupted because its job was cancelled."""
-
-
 def connect(path: Path, cancel_event: Callable[[], threading.Event | None]) -> sqlite3.Connection:
-    """Open a connection to the data source with the `sleep(seconds)` function registered.
+    """Open a read-only connection to the data source with the `sleep(seconds)` function registered.
 
     `cancel_event` returns the event of the job currently running on this connection, so that `sleep`
     returns as soon as the job is cancelled rather than after its full duration.
     """
-    conn = sqlite3.connect(str(path), check_same_thread=False)
+    # Read-only and without ATTACH: no query may change the sample data or reach the server's metadata file.
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
 
     def sleep(seconds: float | int | None) -> float:
         secs = float(seconds or 0)

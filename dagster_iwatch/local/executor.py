@@ -38,14 +38,18 @@ class JobState:
     error: str = ""
     result_id: int | None = None
     started_at: str | None = None
+    finished_at: float | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
 
     def to_json(self) -> dict[str, Any]:
         """Return the job as Redash serializes it (``updated_at`` is 0 except while started)."""
+        # Read without the executor's lock: the status is read once and written last, so a finished status
+        # always comes with its result id and error.
+        status = self.status
         return {
             "id": self.id,
-            "updated_at": self.started_at if self.status == STARTED and self.started_at else 0,
-            "status": self.status,
+            "updated_at": self.started_at if status == STARTED and self.started_at else 0,
+            "status": status,
             "error": self.error,
             "result": self.result_id,
             "query_result_id": self.result_id,
@@ -53,12 +57,18 @@ class JobState:
 
 
 class Executor:
-    """Runs jobs on `workers` threads, each with its own connection to the data source."""
+    """Runs jobs on `workers` threads, each with its own connection to the data source.
 
-    def __init__(self, data_path: Path, store: Store, *, workers: int, cancelled_status: int) -> None:
+    Finished jobs are forgotten `job_ttl` seconds after they end, as Redash's expire after about 10 minutes.
+    """
+
+    def __init__(
+        self, data_path: Path, store: Store, *, workers: int, cancelled_status: int, job_ttl: float = 600.0
+    ) -> None:
         self._data_path = data_path
         self._store = store
         self._cancelled_status = cancelled_status
+        self._job_ttl = job_ttl
         self._lock = threading.Lock()
         self._jobs: dict[str, JobState] = {}
         self._running: dict[tuple[int, str], str] = {}
@@ -72,18 +82,23 @@ class Executor:
         for t in self._threads:
             t.start()
 
-    def submit(self, query_text: str, query_hash: str, data_source_id: int, query_id: int | None) -> JobState:
-        """Queue a job for this SQL, or return the job already pending or running for the same SQL."""
+    def submit(self, query_text: str, query_hash: str, data_source_id: int, query_id: int | None) -> dict[str, Any]:
+        """Queue a job for this SQL, or take the one already pending or running for it; return it as JSON.
+
+        A new job is serialized before a worker can see it, so that its creator sees it pending, as on Redash.
+        """
         with self._lock:
+            self._forget_expired_locked()
             key = (data_source_id, query_hash)
             existing = self._running.get(key)
             if existing is not None:
-                return self._jobs[existing]
+                return self._jobs[existing].to_json()
             job = JobState(str(uuid.uuid4()), query_text, query_hash, data_source_id, query_id)
             self._jobs[job.id] = job
             self._running[key] = job.id
+            answer = job.to_json()
         self._queue.put(job.id)
-        return job
+        return answer
 
     def get(self, job_id: str) -> JobState | None:
         """Return a job by id, or None."""
@@ -117,10 +132,17 @@ class Executor:
         for t in self._threads:
             t.join(timeout=10)
 
+    def _forget_expired_locked(self) -> None:
+        horizon = time.monotonic() - self._job_ttl
+        expired = [j.id for j in self._jobs.values() if j.finished_at is not None and j.finished_at < horizon]
+        for job_id in expired:
+            del self._jobs[job_id]
+
     def _finish_locked(self, job: JobState, status: int, error: str = "", result_id: int | None = None) -> None:
-        job.status = status
         job.error = error
         job.result_id = result_id
+        job.status = status
+        job.finished_at = time.monotonic()
         key = (job.data_source_id, job.query_hash)
         if self._running.get(key) == job.id:
             del self._running[key]
@@ -135,8 +157,9 @@ class Executor:
                 if job_id is None or self._stopping.is_set():
                     return
                 with self._lock:
-                    job = self._jobs[job_id]
-                    if job.status != PENDING:
+                    job = self._jobs.get(job_id)
+                    # A job cancelled while pending may even have expired by now.
+                    if job is None or job.status != PENDING:
                         continue
                     job.status = STARTED
                     job.started_at = iso_now()[:-1]

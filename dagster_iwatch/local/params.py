@@ -55,7 +55,7 @@ def validate(
     if not definitions:
         return
     by_name = {str(d.get("name")): d for d in definitions}
-    bad = [name for name, value in values.items() if not _valid(by_name.get(name), value, options_for_query)]
+    bad = [name for name, value in values.items() if not _fits(by_name.get(name), value, options_for_query)]
     if bad:
         raise InvalidParameters(bad)
 
@@ -97,6 +97,13 @@ def render(sql: str, definitions: Sequence[Mapping[str, Any]], values: Mapping[s
     return _PLACEHOLDER.sub(substitute, sql)
 
 
+def _fits(definition: Mapping[str, Any] | None, value: Any, options_for_query: OptionsLookup) -> bool:
+    try:
+        return _valid(definition, value, options_for_query)
+    except Exception:  # as Redash: a definition or source query that cannot be checked makes the value invalid
+        return False
+
+
 def _valid(definition: Mapping[str, Any] | None, value: Any, options_for_query: OptionsLookup) -> bool:
     if definition is None:
         return False
@@ -109,18 +116,14 @@ def _valid(definition: Mapping[str, Any] | None, value: Any, options_for_query: 
         return _is_date(value)
     if kind in RANGE_TYPES:
         return isinstance(value, dict) and _is_date(value.get("start")) and _is_date(value.get("end"))
-    allow_list = "multiValuesOptions" in definition
+    allow_list = isinstance(definition.get("multiValuesOptions"), dict)
     if kind == "enum":
         options = definition.get("enumOptions") or ""
         allowed = options.split("\n") if isinstance(options, str) else [str(o) for o in options]
         return _within(value, allowed, allow_list)
     if kind == "query":
-        try:
-            allowed = list(options_for_query(int(definition.get("queryId") or 0)))
-        except (LookupError, ValueError, TypeError):
-            return False
-        return _within(value, allowed, allow_list)
-    return True
+        return _within(value, list(options_for_query(int(definition.get("queryId") or 0))), allow_list)
+    return False
 
 
 def _is_number(value: Any) -> bool:

@@ -106,17 +106,18 @@ def _query_results_post(app: LocalApp, p: Principal, m: re.Match[str], a: Args, 
 
 def _query_result_scoped(app: LocalApp, p: Principal, m: re.Match[str], a: Args, read: Callable[[], Any]) -> Reply:
     _own_query(p, m["qid"])
-    return app.get_query_result_scoped(_int(m["qid"]), _int(m["rid"]), _fmt(m["ext"]))
+    return app.get_query_result_scoped(_int(m["qid"]), _int(m["rid"]), _fmt(m["ext"]), p)
 
 
 def _query_job_get(app: LocalApp, p: Principal, m: re.Match[str], a: Args, read: Callable[[], Any]) -> Reply:
+    # A query key's scope is the query in the URL; the job itself may have been started by anyone (as Redash).
     _own_query(p, m["qid"])
-    return app.get_job(m["jid"], None if p.is_user else _int(m["qid"]))
+    return app.get_job(m["jid"])
 
 
 def _query_job_delete(app: LocalApp, p: Principal, m: re.Match[str], a: Args, read: Callable[[], Any]) -> Reply:
     _own_query(p, m["qid"])
-    return app.cancel_job(m["jid"], None if p.is_user else _int(m["qid"]))
+    return app.cancel_job(m["jid"])
 
 
 def _job_get(app: LocalApp, p: Principal, m: re.Match[str], a: Args, read: Callable[[], Any]) -> Reply:
@@ -271,6 +272,8 @@ class _Handler(BaseHTTPRequestHandler):
             parts: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size < 0:
+                    raise ValueError("negative chunk size")
                 if size == 0:
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass
@@ -284,8 +287,13 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.server.owner
         try:
             raw = self._read_body()
-        except (OSError, ValueError):
+        except OSError:
             self.close_connection = True
+            return
+        except ValueError:
+            # The framing is broken, so the rest of this connection cannot be trusted either.
+            self.close_connection = True
+            self._send(Reply(400, {"message": MSG_BAD_REQUEST}))
             return
         if owner._stopping.is_set():
             # A pooled connection that outlived stop(): drop it rather than answer from a closed app.
@@ -327,9 +335,12 @@ class _Handler(BaseHTTPRequestHandler):
                 if not raw.strip():
                     return _NO_BODY
                 try:
-                    return json.loads(raw)
+                    body = json.loads(raw)
+                    # JSON may escape lone surrogates, which could then be neither stored nor sent back as UTF-8.
+                    json.dumps(body, ensure_ascii=False).encode("utf-8")
                 except ValueError:
                     return _NO_BODY
+                return body
 
             return handler(app, principal, m, args, read)
         if matched_path:
@@ -389,6 +400,7 @@ class LocalServer:
         workers: Number of threads running queries.
         user_api_key: The admin user's key; generated at first start and persisted when not given.
         record_requests: Keep :attr:`requests_seen`; long-running servers may turn it off.
+        job_ttl: Seconds a finished job stays known; later its id gives 500, as on Redash.
 
     Example:
         >>> with LocalServer(tmp_path) as srv:  # doctest: +SKIP
@@ -404,6 +416,7 @@ class LocalServer:
         workers: int = 2,
         user_api_key: str | None = None,
         record_requests: bool = True,
+        job_ttl: float = 600.0,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.record_requests = record_requests
@@ -412,6 +425,7 @@ class LocalServer:
         self.flavor = flavor
         self.workers = workers
         self._given_key = user_api_key
+        self.job_ttl = job_ttl
         self._app_obj: LocalApp | None = None
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -437,7 +451,9 @@ class LocalServer:
         if self._httpd is not None:
             return self
         self._stopping.clear()
-        self._app_obj = LocalApp(self.data_dir, flavor=self.flavor, workers=self.workers, user_api_key=self._given_key)
+        self._app_obj = LocalApp(
+            self.data_dir, flavor=self.flavor, workers=self.workers, user_api_key=self._given_key, job_ttl=self.job_ttl
+        )
         try:
             server_cls = _HTTPServer6 if ":" in self.host else _HTTPServer
             httpd = server_cls((self.host, self.port), _Handler)

@@ -58,8 +58,11 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Group several writes so a crash never leaves half of them."""
+        """Group several writes so a crash never leaves half of them (nested calls join the outer one)."""
         with self._lock:
+            if self._conn.in_transaction:
+                yield
+                return
             self._conn.execute("begin immediate")
             try:
                 yield
@@ -82,7 +85,8 @@ class Store:
     def insert(self, kind: str, doc: Doc) -> int:
         """Store a new document of `kind` and return its id (the document gets it as ``id``)."""
         table = _table(kind)
-        with self._lock:
+        # One transaction: a crash between the two statements must not leave an empty document behind.
+        with self.transaction():
             cur = self._conn.execute(f"insert into {table} (doc) values (?)", ("{}",))
             new_id = int(cur.lastrowid or 0)
             doc["id"] = new_id
@@ -123,21 +127,14 @@ class Store:
         retrieved_at: str,
         retrieved_ts: float,
     ) -> int:
-        """Store a query result and point every saved query with the same hash at it; return its id."""
-        with self.transaction():
+        """Store a query result and return its id."""
+        with self._lock:
             cur = self._conn.execute(
                 "insert into query_results (query_id, data_source_id, query_hash, query, data, runtime,"
                 " retrieved_at, retrieved_ts) values (?, ?, ?, ?, ?, ?, ?, ?)",
                 (query_id, data_source_id, query_hash, query, data_json, runtime, retrieved_at, retrieved_ts),
             )
-            result_id = int(cur.lastrowid or 0)
-            for doc in self.all("queries"):
-                if doc["query_hash"] == query_hash and doc["data_source_id"] == data_source_id:
-                    doc["latest_query_data_id"] = result_id
-                    doc["_retrieved_at"] = retrieved_at
-                    doc["_runtime"] = runtime
-                    self.put("queries", doc)
-        return result_id
+        return int(cur.lastrowid or 0)
 
     def get_result(self, result_id: int) -> Doc | None:
         """Return a stored result's row (``data`` kept as JSON text), or None."""
@@ -159,6 +156,16 @@ class Store:
                 (data_source_id, query_hash, -1.0 if min_ts is None else min_ts),
             ).fetchone()
         return None if row is None else _result_row(row)
+
+    def latest_result_summary(self, data_source_id: int, query_hash: str) -> Doc | None:
+        """Return ``id``, ``retrieved_at`` and ``runtime`` of the newest result for this SQL, or None."""
+        with self._lock:
+            row = self._conn.execute(
+                "select id, retrieved_at, runtime from query_results where data_source_id = ? and query_hash = ?"
+                " order by retrieved_ts desc, id desc limit 1",
+                (data_source_id, query_hash),
+            ).fetchone()
+        return None if row is None else {"id": row[0], "retrieved_at": row[1], "runtime": row[2]}
 
 
 def _table(kind: str) -> str:

@@ -13,6 +13,7 @@ import pytest
 from dagster_iwatch import (
     IWatchClient,
     IWatchQuerySpec,
+    IWatchResource,
     IWatchTranslator,
     build_iwatch_query_asset,
     build_iwatch_query_assets,
@@ -52,6 +53,26 @@ def server_rows(server: Any, result_id: int) -> tuple[list[Any], list[dict[str, 
             parsed[name] = value
         rows.append(parsed)
     return list(result.columns), rows
+
+
+ARROW_TYPES = {
+    "integer": pa.int64(),
+    "float": pa.float64(),
+    "boolean": pa.bool_(),
+    "string": pa.string(),
+    "datetime": pa.timestamp("us", tz="UTC"),
+    "date": pa.date32(),
+}
+
+
+def assert_same_as_server(server: Any, materialization: dg.AssetMaterialization) -> pa.Table:
+    """The materialized Parquet file holds the server's result: same columns, values, and typed by column type."""
+    _, table = parquet_of(materialization)
+    columns, rows = server_rows(server, int(materialization.metadata["iwatch/query_result_id"].value))
+    assert table.column_names == [c.name for c in columns]
+    assert [table.schema.field(c.name).type for c in columns] == [ARROW_TYPES[c.type or "string"] for c in columns]
+    assert table.to_pylist() == rows
+    return table
 
 
 def test_plain_query_asset_writes_typed_parquet_equal_to_the_server_result(runner: Runner) -> None:
@@ -110,7 +131,7 @@ def test_materialization_metadata(runner: Runner) -> None:
 def test_static_parameters_reach_the_query(runner: Runner) -> None:
     asset = build_iwatch_query_asset(2, key="big_transfers", parameters={"min_amount": 2500})
     materialization = only_materialization(runner.materialize([asset]))
-    _, table = parquet_of(materialization)
+    table = assert_same_as_server(runner.server, materialization)
 
     assert table.num_rows > 0
     assert min(table.column("amount").to_pylist()) >= 2500
@@ -125,7 +146,8 @@ def test_daily_partitions_fill_a_date_range_over_a_backfill(runner: Runner) -> N
     paths = set()
     for day in days:
         materialization = only_materialization(runner.materialize([asset], partition_key=day))
-        path, table = parquet_of(materialization)
+        path, _ = parquet_of(materialization)
+        table = assert_same_as_server(runner.server, materialization)
         paths.add(path)
         assert materialization.partition == day
         assert path.name == f"{day}.parquet"
@@ -162,7 +184,8 @@ def test_static_partitions_fill_an_enum_parameter(runner: Runner) -> None:
     asset = build_iwatch_query_asset(7, partitions_def=tokens, partition_parameter="token")
     for token in ("ETH", "WBTC"):
         materialization = only_materialization(runner.materialize([asset], partition_key=token))
-        path, table = parquet_of(materialization)
+        path, _ = parquet_of(materialization)
+        table = assert_same_as_server(runner.server, materialization)
         assert path.name == f"{token}.parquet"
         assert table.num_rows > 0
         assert set(table.column("token").to_pylist()) == {token}
@@ -310,9 +333,31 @@ def test_unknown_partition_parameter_fails_before_running_anything(runner: Runne
         ({"partition_parameter": "day"}, "no partitions_def"),
         ({"mode": "cached", "parameters": {"day": "2024-01-01"}}, "mode='cached'"),
         ({"checks": ["not_empty", "bogus"]}, "unknown asset checks"),
+        ({"checks": "not_empty"}, r"a list of check names, e.g. \['not_empty'\]"),
         ({"checks": ["fresh"]}, "max_result_age"),
         ({"max_age": -1}, "max_age"),
         ({"mode": "sometimes"}, "mode"),
+        (
+            {
+                "partitions_def": dg.DailyPartitionsDefinition(start_date="2024-01-01"),
+                "partition_parameter": "period",
+                "parameters": {"period": {"start": "2024-01-01", "end": "2024-01-02"}},
+            },
+            r"\['period'\] are both static and filled by the partition",
+        ),
+        (
+            {
+                "partitions_def": dg.MultiPartitionsDefinition(
+                    {
+                        "day": dg.DailyPartitionsDefinition(start_date="2024-01-01"),
+                        "token": dg.StaticPartitionsDefinition(["ETH"]),
+                    }
+                ),
+                "partition_parameter": {"day": "day", "token": "token"},
+                "parameters": {"token": "DAI"},
+            },
+            r"\['token'\] are both static and filled by the partition",
+        ),
     ],
 )
 def test_inconsistent_specs_are_refused_at_definition_time(kwargs: dict[str, Any], message: str) -> None:
@@ -356,3 +401,133 @@ def test_definitions_load_without_any_request(runner: Runner) -> None:
     assert {s.key for s in specs} == {dg.AssetKey(["iwatch", f"query_{i}"]) for i in (1, 2, 3)}
     defs.resolve_implicit_global_asset_job_def()
     assert runner.server.requests_seen[before:] == []
+
+
+def test_a_spec_and_spec_fields_together_are_refused() -> None:
+    spec = IWatchQuerySpec(query_id=12, key="from_spec")
+    assert build_iwatch_query_asset(spec).key == dg.AssetKey("from_spec")
+    with pytest.raises(ConfigError, match=r"\['group_name', 'key'\]"):
+        build_iwatch_query_asset(spec, key="ignored", group_name="ignored")
+    with pytest.raises(ConfigError, match=r"\['max_age'\]"):
+        build_iwatch_query_asset(spec, max_age=60)
+
+
+def test_translator_attributes_reach_the_asset(runner: Runner) -> None:
+    freshness = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26))
+
+    def versioned(spec: IWatchQuerySpec, default: dg.AssetSpec) -> dg.AssetSpec:
+        return default.replace_attributes(code_version="sql-v2", description="Token list", freshness_policy=freshness)
+
+    asset = build_iwatch_query_asset(12, key="tokens_versioned", translator=versioned, io_manager_key="parquet")
+    assert asset.code_versions_by_key[asset.key] == "sql-v2"
+    assert asset.specs_by_key[asset.key].description == "Token list"
+    assert asset.specs_by_key[asset.key].freshness_policy == freshness
+
+    resources = runner.resources()
+    resources["parquet"] = resources.pop("io_manager")
+    result = dg.materialize([asset], resources=resources, instance=runner.instance)
+    path, table = parquet_of(only_materialization(result))
+    assert path == runner.base_path / "tokens_versioned.parquet"
+    assert table.num_rows == 5
+
+
+def test_retry_policy_retries_passing_troubles_only(runner: Runner) -> None:
+    policy = dg.RetryPolicy(max_retries=2)
+    flaky = build_iwatch_query_asset(12, key="flaky", retry_policy=policy, pool="iwatch")
+    assert flaky.op.pool == "iwatch"
+    runner.server.inject_fault(status=500, method="POST", path_prefix="/api/queries/12/results", times=1)
+
+    result = runner.materialize([flaky])
+    restarts = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_RESTARTED]
+    assert len(restarts) == 1
+    assert only_materialization(result).metadata["dagster/row_count"].value == 5
+
+    broken = build_iwatch_query_asset(10, key="broken", retry_policy=policy)
+    failed = runner.materialize([broken], raise_on_error=False)
+    assert not failed.success
+    assert [e for e in failed.all_events if e.event_type == dg.DagsterEventType.STEP_RESTARTED] == []
+    runs = [r for r in runner.server.requests_seen if r == ("POST", "/api/queries/10/results")]
+    assert len(runs) == 1
+
+
+def test_a_misconfigured_resource_fails_once_without_retries(runner: Runner) -> None:
+    asset = build_iwatch_query_asset(12, key="misconfigured", retry_policy=dg.RetryPolicy(max_retries=2))
+    resources = runner.resources()
+    resources["iwatch"] = IWatchResource(base_url="ftp://example.invalid", api_key="unused")
+
+    result = dg.materialize([asset], resources=resources, instance=runner.instance, raise_on_error=False)
+
+    assert not result.success
+    assert [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_RESTARTED] == []
+    failure = result.get_step_failure_events()[0].step_failure_data
+    assert "ConfigError" in failure.error.message
+    assert failure.user_failure_data.metadata["iwatch/query_id"].value == 12
+
+
+def test_hourly_partitions_fill_a_datetime_range_up_to_the_last_unit_inside_the_window(runner: Runner) -> None:
+    with IWatchClient(runner.server.url, runner.server.user_api_key) as client:
+        minutes = client.get_query(16)
+        seconds = client.create_query(
+            name="Transfers in window, to the second",
+            query=minutes.query,
+            data_source_id=1,
+            parameters=[
+                {
+                    "name": "window",
+                    "title": "Window",
+                    "type": "datetime-range-with-seconds",
+                    "value": {"start": "2024-01-01 00:00:00", "end": "2024-01-01 23:59:59"},
+                }
+            ],
+        )
+    hourly = dg.HourlyPartitionsDefinition(start_date="2024-01-01-00:00", end_date="2024-04-01-00:00")
+    assets = [
+        build_iwatch_query_asset(16, key="to_minute", partitions_def=hourly, partition_parameter="window"),
+        build_iwatch_query_asset(seconds.id, key="to_second", partitions_def=hourly, partition_parameter="window"),
+        build_iwatch_query_asset(
+            16, key="to_end", partitions_def=hourly, partition_parameter="window", range_end="exclusive"
+        ),
+    ]
+    result = runner.materialize(assets, partition_key="2024-01-05-10:00")
+    by_key = {m.asset_key.to_user_string(): m for m in materializations(result)}
+
+    def window(key: str) -> Any:
+        return by_key[key].metadata["iwatch/parameters"].value["window"]
+
+    assert window("to_minute") == {"start": "2024-01-05 10:00", "end": "2024-01-05 10:59"}
+    assert window("to_second") == {"start": "2024-01-05 10:00:00", "end": "2024-01-05 10:59:59"}
+    assert window("to_end") == {"start": "2024-01-05 10:00", "end": "2024-01-05 11:00"}
+    table = assert_same_as_server(runner.server, by_key["to_second"])
+    start = datetime(2024, 1, 5, 10, tzinfo=UTC)
+    assert table.num_rows > 0
+    assert all(start <= t < start + timedelta(hours=1) for t in table.column("block_time").to_pylist())
+
+
+def test_cached_mode_works_with_only_the_query_key_and_never_shows_it(runner: Runner) -> None:
+    runner.materialize([build_iwatch_query_asset(12, key="tokens_warm")])
+    query_key = runner.server.query_api_key(12)
+    resources = runner.resources()
+    resources["iwatch"] = IWatchResource(base_url=runner.server.url, query_api_keys={"12": query_key})
+
+    cached = build_iwatch_query_asset(12, key="tokens_by_query_key", mode="cached")
+    result = dg.materialize([cached], resources=resources, instance=runner.instance)
+
+    materialization = only_materialization(result)
+    assert materialization.metadata["iwatch/mode"].value == "cached"
+    assert assert_same_as_server(runner.server, materialization).num_rows == 5
+    assert all(query_key not in str(event) for event in result.all_events)
+    assert query_key not in str(pq.read_schema(parquet_of(materialization)[0]).metadata)
+
+
+def test_fresh_check_fails_for_a_result_older_than_allowed(runner: Runner) -> None:
+    runner.materialize([build_iwatch_query_asset(12, key="tokens_run")])
+    stale = build_iwatch_query_asset(
+        12, key="tokens_stale", mode="cached", checks=["fresh"], max_result_age=timedelta(microseconds=1)
+    )
+
+    result = runner.materialize([stale], raise_on_error=False)
+
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert evaluation.check_name == "fresh"
+    assert not evaluation.passed
+    assert evaluation.metadata["result_age_seconds"].value > evaluation.metadata["max_result_age_seconds"].value

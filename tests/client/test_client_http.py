@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
-from dagster_iwatch.client import IWatchClient
+from dagster_iwatch.client import IWatchClient, _Retry
 from dagster_iwatch.errors import (
     APIError,
     AuthError,
@@ -25,7 +27,7 @@ from dagster_iwatch.errors import (
     TransportError,
 )
 from dagster_iwatch.local import LocalServer
-from dagster_iwatch.types import MultiValuesOptions, Parameter
+from dagster_iwatch.types import JobStatus, MultiValuesOptions, Parameter
 
 
 @pytest.fixture
@@ -82,6 +84,12 @@ def test_credentials_in_base_url_are_refused_without_echoing_them() -> None:
 def test_bad_settings_are_config_errors(kwargs: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
         IWatchClient("http://127.0.0.1:1", "k", **kwargs)  # type: ignore[arg-type]
+
+
+def test_query_keys_mapped_the_wrong_way_round_are_refused_without_echoing_them() -> None:
+    with pytest.raises(ConfigError, match="not a query id") as caught:
+        IWatchClient("https://example.com", query_api_keys={"s3cr3t-query-key": "15"})
+    assert "s3cr3t" not in str(caught.value)
 
 
 def test_repr_and_query_url_show_the_base_url_only() -> None:
@@ -260,6 +268,12 @@ def test_dashboards(flavor: str, server: LocalServer, redash_server: LocalServer
 
         made = client.create_dashboard(f"Board {uuid.uuid4().hex[:6]}")
         assert made.slug
+        everything = [d.id for d in client.list_dashboards(page_size=250)]
+        assert made.id in everything
+        assert len(everything) >= 2
+        srv.clear_requests_seen()
+        assert [d.id for d in client.list_dashboards(page_size=1)] == everything
+        assert count(srv, "GET", "/api/dashboards") == len(everything)
         edited = client.update_dashboard(made.id, tags=("t1",), is_draft=False, version=made.version)
         assert edited.tags == ("t1",)
         assert made.id in {d.id for d in client.list_dashboards(tags=["t1"])}
@@ -322,6 +336,36 @@ def test_query_key_uses_query_scoped_routes(flavor: str, server: LocalServer, re
         assert srv.requests_seen == [("GET", "/api/queries/3")]
 
 
+def test_query_key_reads_a_result_the_scoped_route_refuses_from_the_cache(server: LocalServer) -> None:
+    # Upstream Redash refuses a query key a result whose parameters differ from the query's saved values.
+    refusal = {"message": "No cached result found for this query."}
+    with IWatchClient(server.url, query_api_keys={2: server.query_api_key(2)}, poll_interval=0.02) as client:
+        query = client.get_query(2)
+        server.clear_requests_seen()
+        server.inject_fault(status=404, method="GET", path_prefix="/api/queries/2/results/", times=1, body=refusal)
+        result = client.execute(2, {"min_amount": 2700}, query=query)
+    assert result.rows
+    assert all(r["amount"] >= 2700 for r in result.rows)
+    assert result.job_id is not None
+    assert result.id is not None
+    assert ("GET", f"/api/queries/2/results/{result.id}.json") in server.requests_seen
+    assert count(server, "POST", "/api/queries/2/results") == 2
+    assert server.job_status(result.job_id) == JobStatus.SUCCESS
+
+
+def test_query_with_text_parameters_runs_with_the_user_key_when_both_are_given(server: LocalServer) -> None:
+    keys = {3: server.query_api_key(3)}
+    with IWatchClient(server.url, server.user_api_key, query_api_keys=keys, poll_interval=0.02) as client:
+        server.clear_requests_seen()
+        result = client.execute(3, {"token": "WBTC"})
+    assert result.rows
+    assert {r["token"] for r in result.rows} == {"WBTC"}
+    # The plain routes refuse query keys, so these prove the whole run used the user key.
+    seen = list(server.requests_seen)
+    assert ("GET", f"/api/jobs/{result.job_id}") in seen
+    assert ("GET", f"/api/query_results/{result.id}") in seen
+
+
 def test_user_key_uses_plain_routes(client: IWatchClient, server: LocalServer) -> None:
     server.clear_requests_seen()
     result = client.execute(2, {"min_amount": 2600})
@@ -341,6 +385,18 @@ def test_wrong_key_is_an_auth_error_with_a_hint(server: LocalServer) -> None:
     assert user_call.value.hint == "This call needs a user API key"
     assert query_call.value.hint == "This call needs the user key or query 2's API key"
     assert "query 2's API key" in str(query_call.value)
+    assert "again. This call needs a user API key" in str(user_call.value)
+
+
+def test_a_netrc_entry_for_the_host_does_not_replace_the_key(
+    server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password hunter2\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    with IWatchClient(server.url, server.user_api_key) as client:
+        assert client.get_query(1).id == 1
 
 
 def test_query_key_of_another_query_is_refused(server: LocalServer) -> None:
@@ -396,6 +452,24 @@ def test_get_is_retried_on_503_and_429(client: IWatchClient, server: LocalServer
     server.clear_requests_seen()
     assert client.get_query(1).id == 1
     assert count(server, "GET", "/api/queries/1") == 3
+
+
+def test_retry_after_is_honoured(client: IWatchClient, server: LocalServer) -> None:
+    server.inject_fault(status=429, method="GET", path_prefix="/api/queries/1", times=1, retry_after=1)
+    started = time.monotonic()
+    assert client.get_query(1).id == 1
+    # The client's own backoff is 0.01 s: only the header explains a wait of a second.
+    assert time.monotonic() - started >= 0.9
+
+
+def test_retry_after_is_capped(server: LocalServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_Retry, "RETRY_AFTER_CAP", 0.3)
+    with IWatchClient(server.url, server.user_api_key, backoff_factor=0.01) as client:
+        server.inject_fault(status=503, method="GET", path_prefix="/api/queries/1", times=1, retry_after=3600)
+        started = time.monotonic()
+        assert client.get_query(1).id == 1
+    # Without the cap the client would sleep for the hour the server asked for.
+    assert 0.25 <= time.monotonic() - started < 60
 
 
 def test_rate_limit_after_retries(client: IWatchClient, server: LocalServer) -> None:

@@ -103,13 +103,11 @@ def test_job_cancelled_on_the_server(flavor: str, server: LocalServer, redash_se
 def test_timeout_cancels_the_remote_job(flavor: str, server: LocalServer, redash_server: LocalServer) -> None:
     srv = flavored(flavor, server, redash_server)
     srv.clear_requests_seen()
-    started = time.monotonic()
     with (
         IWatchClient(srv.url, srv.user_api_key, poll_interval=0.02, max_poll_interval=0.05) as client,
         pytest.raises(JobTimeoutError) as caught,
     ):
         client.execute(11, {"seconds": 4}, timeout=0.3)
-    assert time.monotonic() - started < 3
     job_id = caught.value.job_id
     assert caught.value.timeout == 0.3
     assert ("DELETE", f"/api/jobs/{job_id}") in srv.requests_seen
@@ -146,20 +144,20 @@ class RaiseOnStatus(logging.Handler):
             raise self.make()
 
 
+@pytest.mark.parametrize("word", ["queued", "STARTED"])
 @pytest.mark.parametrize("make", [Terminated, KeyboardInterrupt])
-def test_interrupted_wait_cancels_the_remote_job(server: LocalServer, make: type[BaseException]) -> None:
-    logger = logging.getLogger(f"tests.client.interrupt.{make.__name__}")
+def test_interrupted_wait_cancels_the_remote_job(server: LocalServer, make: type[BaseException], word: str) -> None:
+    logger = logging.getLogger(f"tests.client.interrupt.{make.__name__}.{word}")
     logger.propagate = False
     logger.setLevel(logging.INFO)
-    logger.addHandler(RaiseOnStatus("STARTED", make))
+    logger.addHandler(RaiseOnStatus(word, make))
     server.clear_requests_seen()
     with (
         IWatchClient(server.url, server.user_api_key, poll_interval=0.02, logger=logger) as client,
         pytest.raises(make),
     ):
         client.execute(11, {"seconds": 4})
-    job_id = polled_job_id(server, 11)
-    assert ("DELETE", f"/api/jobs/{job_id}") in server.requests_seen
+    (job_id,) = [p.removeprefix("/api/jobs/") for m, p in server.requests_seen if m == "DELETE"]
     assert server.wait_for_job(job_id, CANCELLED, timeout=5) in CANCELLED
 
 
@@ -188,6 +186,22 @@ def test_progress_is_logged_without_keys(server: LocalServer, caplog: pytest.Log
     assert result.job_id in caplog.text
     assert "SUCCESS" in caplog.text
     assert server.user_api_key not in caplog.text
+
+
+@pytest.mark.parametrize(("status", "error"), [(5, JobCancelledError), (4, QueryExecutionError)])
+def test_job_error_text_never_shows_the_key(
+    server: LocalServer, status: int, error: type[JobCancelledError | QueryExecutionError]
+) -> None:
+    text = f"cancelled: Key {server.user_api_key}" if status == 5 else f"auth failed for {server.user_api_key}"
+    body = {"job": {"id": "x", "status": status, "error": text, "result": None, "query_result_id": None}}
+    server.inject_fault(status=200, method="GET", path_prefix="/api/jobs/", times=1, body=body)
+    with IWatchClient(server.url, server.user_api_key, poll_interval=0.02) as client, pytest.raises(error) as caught:
+        client.execute(12)
+    value = caught.value
+    assert isinstance(value, JobCancelledError | QueryExecutionError)
+    shown = f"{value} {value!r} {value.args} {value.server_error}"
+    assert server.user_api_key not in shown
+    assert "***" in shown
 
 
 def test_deferred_and_scheduled_statuses_count_as_running(server: LocalServer) -> None:

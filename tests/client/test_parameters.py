@@ -158,6 +158,14 @@ def test_query_parameter_checks_shape_only() -> None:
     assert "query 12" in caught.value.expected
 
 
+def test_sets_are_sorted_and_mixed_sets_are_refused_not_crashed() -> None:
+    assert one("enum", {"LINK", "DAI"}, enum_options=TOKENS, multi_values=MULTI) == ["DAI", "LINK"]
+    assert one("query", {"ETH", 7}, query_id=12, multi_values=MULTI) == ["7", "ETH"]
+    with pytest.raises(ParameterError, match="not a string") as caught:
+        one("enum", {"ETH", 5}, enum_options=TOKENS, multi_values=MULTI)
+    assert caught.value.value == 5
+
+
 def test_defaults_fill_missing_values() -> None:
     query = query_with(
         Parameter("n", "number", value=100),

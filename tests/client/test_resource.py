@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 
 import dagster as dg
 import pytest
@@ -79,3 +80,37 @@ def test_resource_in_an_asset_with_env_var(server: LocalServer, monkeypatch: pyt
     )
     assert result.success
     assert result.output_for_node("token_count") == 5
+
+
+def test_progress_reaches_the_dagster_run_log_without_the_key(server: LocalServer) -> None:
+    @dg.asset
+    def transfers(iwatch: IWatchResource) -> str | None:
+        with iwatch.get_client() as client:
+            return client.execute(12).job_id
+
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        [transfers],
+        resources={"iwatch": IWatchResource(base_url=server.url, api_key=server.user_api_key)},
+        instance=instance,
+    )
+    job_id = result.output_for_node("transfers")
+    assert job_id
+    messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    progress = [m for m in messages if job_id in m]
+    assert any("queued" in m for m in progress)
+    assert any(re.search(r"SUCCESS after \d+\.\ds", m) for m in progress)
+    assert not any(server.user_api_key in m for m in messages)
+
+
+def test_query_key_from_an_env_var(server: LocalServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IWATCH_TEST_QUERY_15_KEY", server.query_api_key(15))
+
+    @dg.asset
+    def prices(iwatch: IWatchResource) -> int:
+        with iwatch.get_client() as client:
+            return client.execute(15, max_age=3600).row_count
+
+    resource = IWatchResource(base_url=server.url, query_api_keys={"15": dg.EnvVar("IWATCH_TEST_QUERY_15_KEY")})
+    result = dg.materialize([prices], resources={"iwatch": resource})
+    assert result.output_for_node("prices") == 91 * 5

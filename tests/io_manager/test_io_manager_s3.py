@@ -13,6 +13,7 @@ import pytest
 from botocore.exceptions import BotoCoreError
 from upath import UPath
 
+from dagster_iwatch.errors import ConfigError
 from dagster_iwatch.io_manager import IWatchParquetIOManager, read_parquet, write_parquet_atomic
 
 
@@ -109,7 +110,7 @@ def test_missing_env_var_is_a_config_error(bucket: str, moto_endpoint: str) -> N
     manager = IWatchParquetIOManager(
         base_path=f"s3://{bucket}/x", storage_options={"secret": dg.EnvVar("IWATCH_TEST_UNSET_VARIABLE")}
     )
-    with pytest.raises(ValueError, match="IWATCH_TEST_UNSET_VARIABLE"):
+    with pytest.raises(ConfigError, match="IWATCH_TEST_UNSET_VARIABLE"):
         manager.build()
 
 

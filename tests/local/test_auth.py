@@ -95,12 +95,24 @@ def test_query_key_refused_elsewhere(q1: Api, method: str, path: str) -> None:
     assert (r.status_code, r.json()) == (404, LOGIN)
 
 
-def test_query_key_refused_on_jobs_route_and_other_querys_job(q1: Api, api: Api) -> None:
+def test_query_key_refused_on_jobs_route_and_other_querys_route(q1: Api, api: Api) -> None:
     job = q1.post("/api/queries/1/results", json={"max_age": 0}).json()["job"]
     assert q1.get(f"/api/jobs/{job['id']}").json() == LOGIN
-    other = api.post("/api/queries/12/results", json={"max_age": 0}).json()["job"]
-    assert q1.get(f"/api/queries/1/jobs/{other['id']}").json() == LOGIN
+    assert q1.get(f"/api/queries/12/jobs/{job['id']}").json() == LOGIN
     q1.wait_job(job["id"], path=f"/api/queries/1/jobs/{job['id']}")
+
+
+def test_query_key_follows_a_job_someone_else_started_for_the_same_sql(server: LocalServer, api: Api) -> None:
+    # Redash scopes a query key by the query in the URL, not by who started the job; the same SQL shares a job.
+    adhoc = api.post(
+        "/api/query_results", json={"query": "select sleep(2.4) as slept", "data_source_id": 1, "max_age": 0}
+    ).json()["job"]
+    q11 = Api(server, key=server.query_api_key(11))
+    job = q11.post("/api/queries/11/results", json={"parameters": {"seconds": 2.4}, "max_age": 0}).json()["job"]
+    assert job["id"] == adhoc["id"]
+    assert q11.get(f"/api/queries/11/jobs/{job['id']}").json()["job"]["id"] == job["id"]
+    assert q11.delete(f"/api/queries/11/jobs/{job['id']}").status_code == 200
+    assert q11.get(f"/api/queries/11/jobs/{job['id']}").json()["job"]["status"] == 5
 
 
 def test_query_key_cannot_edit_or_archive(q1: Api) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import requests
 from click.testing import CliRunner
 
@@ -19,6 +21,26 @@ def test_help_lists_local_serve() -> None:
     assert result.exit_code == 0
     for option in ("--host", "--port", "--data", "--flavor", "--api-key"):
         assert option in result.output
+
+
+def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["local", "serve", "--port", str(port), "--data", str(tmp_path / "d")])
+    assert result.exit_code == 1
+    assert f"Error: cannot listen on 127.0.0.1:{port}: Address already in use" in result.output
+    assert result.exception is not None
+    assert isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize("option", [["--port", "70000"], ["--port", "-1"], ["--workers", "0"]])
+def test_out_of_range_options_are_usage_errors(tmp_path: Path, option: list[str]) -> None:
+    result = CliRunner().invoke(main, ["local", "serve", "--data", str(tmp_path / "d"), *option])
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option[0]}'" in result.output
+    assert not (tmp_path / "d").exists()
 
 
 def test_serve_subprocess(tmp_path: Path) -> None:

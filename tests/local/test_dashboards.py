@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+
+from dagster_iwatch.local import LocalServer
+
 from .helpers import Api
 
 NOT_FOUND = (
@@ -16,6 +20,7 @@ def test_seeded_dashboard_by_slug(api: Api) -> None:
     assert r.status_code == 200
     dash = r.json()
     assert (dash["id"], dash["slug"], dash["name"], dash["is_draft"]) == (1, "chain-overview", "Chain overview", False)
+    assert dash["can_edit"] is True
     widgets = dash["widgets"]
     assert len(widgets) == 3
     queries = [w["visualization"]["query"]["id"] for w in widgets if "visualization" in w]
@@ -98,8 +103,47 @@ def test_build_edit_archive_dashboard_over_http(fresh_api: Api) -> None:
     assert api.delete(f"/api/dashboards/{again['id']}").json()["is_archived"] is True
 
 
+def test_odd_dashboard_name_does_not_break_the_list(fresh_api: Api) -> None:
+    api = fresh_api
+    api.post("/api/dashboards", json={"name": "Second"})
+    assert api.post("/api/dashboards/1", json={"name": 5}).json()["name"] == "5"
+    r = api.get("/api/dashboards", params={"order": "name"})
+    assert r.status_code == 200
+    assert [d["name"] for d in r.json()["results"]] == ["5", "Second"]
+
+
 def test_widget_and_visualization_errors(fresh_api: Api) -> None:
     api = fresh_api
     assert api.post("/api/widgets", json={"dashboard_id": 999, "visualization_id": None}).json() == INTERNAL
     assert api.post("/api/visualizations", json={"query_id": 999, "type": "TABLE"}).json() == INTERNAL
     assert api.delete("/api/widgets/999999").json() == INTERNAL
+
+
+def test_archive_racing_edits_loses_none(fresh_server: LocalServer) -> None:
+    with Api(fresh_server) as api:
+        dash = api.post("/api/dashboards", json={"name": "Raced"}).json()
+    edits = 0
+    stop = threading.Event()
+
+    def edit() -> None:
+        nonlocal edits
+        with Api(fresh_server) as editor:
+            while True:
+                assert editor.post(f"/api/dashboards/{dash['id']}", json={"name": f"Raced {edits}"}).status_code == 200
+                edits += 1
+                if stop.is_set():
+                    return
+
+    editor = threading.Thread(target=edit)
+    editor.start()
+    try:
+        with Api(fresh_server) as api:
+            for _ in range(30):
+                assert api.delete(f"/api/dashboards/{dash['id']}").status_code == 200
+    finally:
+        stop.set()
+        editor.join()
+    with Api(fresh_server) as api:
+        final = api.get("/api/dashboards/raced").json()
+    # Every edit and every archive bumps the version once; a lost update shows as a smaller version.
+    assert (final["is_archived"], final["version"], final["name"]) == (True, 1 + edits + 30, f"Raced {edits - 1}")

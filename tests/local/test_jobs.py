@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -90,11 +92,48 @@ def test_unknown_job(api: Api) -> None:
 
 
 def test_stop_cancels_running_jobs(tmp_path: Path) -> None:
+    before = set(threading.enumerate())
     srv = LocalServer(tmp_path / "d", workers=1).start()
+    workers = [t for t in set(threading.enumerate()) - before if t.name.startswith("iwatch-local-worker")]
     api = Api(srv)
     job_id = _start_slow(api, 30)
     srv.wait_for_job(job_id, (2,))
     srv.stop()
+    # stop() gives up joining after 10 s: a worker still alive would still be in the 30 s statement.
+    assert workers
+    assert not any(t.is_alive() for t in workers)
     srv.stop()
     with pytest.raises(RuntimeError):
         srv.job_status(job_id)
+
+
+def test_finished_jobs_expire(tmp_path: Path) -> None:
+    with LocalServer(tmp_path / "d", job_ttl=0.2) as srv:
+        api = Api(srv)
+        old = api.execute(12)
+        assert old["status"] == 3
+        # Expired jobs are forgotten when the next job is submitted.
+        deadline = time.monotonic() + 5
+        while api.get(f"/api/jobs/{old['id']}").status_code == 200:
+            assert time.monotonic() < deadline, "a finished job never expired"
+            api.post("/api/query_results", json={"query": "select 1", "data_source_id": 1, "max_age": 0})
+            time.sleep(0.05)
+        r = api.get(f"/api/jobs/{old['id']}")
+        assert (r.status_code, r.json()) == (500, {"message": "Internal Server Error"})
+        assert api.execute(12)["status"] == 3
+
+
+def test_worker_survives_a_cancelled_job_expiring_in_the_queue(tmp_path: Path) -> None:
+    with LocalServer(tmp_path / "d", workers=1, job_ttl=0.1) as srv:
+        api = Api(srv)
+        running = _start_slow(api, 30)
+        srv.wait_for_job(running, (2,))
+        pending = _start_slow(api, 31)
+        api.delete(f"/api/jobs/{pending}")
+        deadline = time.monotonic() + 5
+        while api.get(f"/api/jobs/{pending}").status_code == 200:
+            assert time.monotonic() < deadline, "the cancelled job never expired"
+            api.post("/api/query_results", json={"query": "select 2", "data_source_id": 1, "max_age": 0})
+            time.sleep(0.05)
+        api.delete(f"/api/jobs/{running}")
+        assert api.execute(12)["status"] == 3

@@ -63,6 +63,9 @@ def test_render() -> None:
         ({"type": "enum", "enumOptions": "A\nB", "multiValuesOptions": {}}, ["A", "C"], False),
         ({"type": "enum", "enumOptions": "A\nB", "multiValuesOptions": {}}, "B", True),
         ({"type": "query", "queryId": 1}, "A", False),
+        ({"type": "enum", "enumOptions": "A\nB", "multiValuesOptions": None}, ["A"], False),
+        ({"type": "enum", "enumOptions": 5}, "A", False),
+        ({"type": "no-such-type"}, "A", False),
     ],
 )
 def test_validate(definition: dict[str, Any], value: Any, ok: bool) -> None:

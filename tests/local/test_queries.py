@@ -183,3 +183,11 @@ def test_tags(fresh_api: Api) -> None:
     assert tags["enum"] == 2
     assert tags["param"] >= 10
     assert {"name": "chain", "count": 1} in api.get("/api/dashboards/tags").json()["tags"]
+
+
+def test_data_sources(api: Api) -> None:
+    r = api.get("/api/data_sources")
+    assert r.status_code == 200
+    (source,) = r.json()
+    assert set(source) == {"id", "name", "type", "syntax", "paused", "pause_reason", "supports_auto_limit", "view_only"}
+    assert (source["id"], source["syntax"], source["paused"]) == (1, "sql", 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -43,6 +44,17 @@ def test_malformed_bodies_do_not_hurt(fresh_api: Api) -> None:
     assert api.execute(12)["status"] == 3
 
 
+def test_lone_surrogates_are_refused_not_stored(fresh_api: Api) -> None:
+    api = fresh_api
+    body = b'{"name": "bad \\ud800", "query": "select 1", "data_source_id": 1}'
+    r = api.post("/api/queries", data=body, headers={"Content-Type": "application/json"})
+    assert (r.status_code, r.json()) == (400, BAD_REQUEST)
+    r = api.post("/api/dashboards/1", data=b'{"name": "\\udfff"}', headers={"Content-Type": "application/json"})
+    assert (r.status_code, r.json()) == (400, BAD_REQUEST)
+    assert api.get("/api/queries", params={"page_size": 250}).json()["count"] == 17
+    assert api.get("/api/dashboards").status_code == 200
+
+
 def test_unknown_routes_and_methods(api: Api) -> None:
     r = api.get("/api/nope")
     assert r.status_code == 404
@@ -58,6 +70,27 @@ def test_garbage_on_the_socket(api: Api) -> None:
         sock.recv(1024)
     with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
         sock.sendall(b"POST /api/queries HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")
+    assert api.get("/api/queries/1").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"POST /api/queries HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
+        b"POST /api/queries HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"POST /api/queries HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n",
+    ],
+)
+def test_broken_body_framing_gets_400(api: Api, head: bytes) -> None:
+    parts = urlsplit(api.srv.url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
+        sock.sendall(head)
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 400 Bad Request"
+    assert json.loads(rest.partition(b"\r\n\r\n")[2]) == BAD_REQUEST
     assert api.get("/api/queries/1").status_code == 200
 
 
@@ -134,3 +167,42 @@ def test_api_key_never_in_server_output(tmp_path: Path, capfd: pytest.CaptureFix
     assert key not in out
     assert key not in err
     assert json.dumps(key) not in err
+
+
+def test_results_landing_during_edits_stay_the_latest(fresh_server: LocalServer) -> None:
+    stop = threading.Event()
+
+    def edit() -> None:
+        with Api(fresh_server) as editor:
+            i = 0
+            while not stop.is_set():
+                assert editor.post("/api/queries/12", json={"description": f"edit {i}"}).status_code == 200
+                i += 1
+
+    editors = [threading.Thread(target=edit) for _ in range(2)]
+    for t in editors:
+        t.start()
+    try:
+        with Api(fresh_server) as api:
+            for _ in range(20):
+                rid = api.execute(12)["query_result_id"]
+                assert api.get("/api/queries/12").json()["latest_query_data_id"] == rid
+    finally:
+        stop.set()
+        for t in editors:
+            t.join()
+
+
+@pytest.mark.parametrize(
+    ("sql", "error"),
+    [
+        ("drop table prices", "attempt to write a readonly database"),
+        ("delete from prices", "attempt to write a readonly database"),
+        ("attach database 'metadata.sqlite' as m", "too many attached databases - max 0"),
+    ],
+)
+def test_queries_cannot_change_the_data_source(fresh_api: Api, sql: str, error: str) -> None:
+    r = fresh_api.post("/api/query_results", json={"query": sql, "data_source_id": 1, "max_age": 0})
+    job = fresh_api.wait_job(r.json()["job"]["id"])
+    assert (job["status"], job["error"]) == (4, error)
+    assert len(fresh_api.run_rows(15)["data"]["rows"]) == 91 * 5
