@@ -348,6 +348,21 @@ def _failure(error: IWatchError, query_id: int, query_url: str | None) -> dg.Fai
     metadata: dict[str, Any] = {"iwatch/query_id": query_id}
     if query_url:
         metadata["iwatch/query_url"] = dg.MetadataValue.url(query_url)
+    return iwatch_failure(error, metadata)
+
+
+def iwatch_failure(error: IWatchError, metadata: Mapping[str, Any]) -> dg.Failure:
+    """The Dagster failure for an Inverse Watch error, raised at an asset's boundary.
+
+    Args:
+        error: The library's error.
+        metadata: What the asset knows (which query or dashboard); the job id and server message are added.
+
+    Returns:
+        A ``dagster.Failure`` that allows a retry only for passing troubles (transport errors, rate limits,
+        job timeouts, server errors).
+    """
+    metadata = dict(metadata)
     job_id = getattr(error, "job_id", None)
     if job_id:
         metadata["iwatch/job_id"] = job_id

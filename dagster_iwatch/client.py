@@ -1030,6 +1030,10 @@ def _optional_int(value: Any) -> int | None:
     return value if _is_int(value) else None
 
 
+def _optional_str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def _protocol(what: str, data: Any) -> ProtocolError:
     return ProtocolError(f"Unexpected {what} from the server: {type(data).__name__}")
 
@@ -1142,11 +1146,15 @@ def _parse_widget(data: Any) -> Widget:
         raise _protocol("widget", data)
     visualization = data.get("visualization")
     visualization_id = query_id = None
+    visualization_name = visualization_type = query_name = None
     if isinstance(visualization, Mapping):
         visualization_id = _optional_int(visualization.get("id"))
+        visualization_name = _optional_str(visualization.get("name"))
+        visualization_type = _optional_str(visualization.get("type"))
         query = visualization.get("query")
         if isinstance(query, Mapping):
             query_id = _optional_int(query.get("id"))
+            query_name = _optional_str(query.get("name"))
     options = data.get("options")
     return Widget(
         id=data["id"],
@@ -1154,6 +1162,9 @@ def _parse_widget(data: Any) -> Widget:
         query_id=query_id,
         text=str(data.get("text") or ""),
         options=options if isinstance(options, Mapping) else {},
+        visualization_name=visualization_name,
+        visualization_type=visualization_type,
+        query_name=query_name,
     )
 
 

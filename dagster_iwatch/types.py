@@ -168,13 +168,25 @@ class QueryResult:
 
 @dataclass(frozen=True)
 class Widget:
-    """A dashboard widget: a visualization of a query, or a text box (``visualization_id`` is ``None``)."""
+    """A dashboard widget: a visualization of a query, or a text box (``visualization_id`` is ``None``).
+
+    ``visualization_name``, ``visualization_type`` (such as ``CHART`` or ``TABLE``) and ``query_name`` describe
+    what a visualization widget shows; they are ``None`` for a text box.
+    """
 
     id: int
     visualization_id: int | None = None
     query_id: int | None = None
     text: str = ""
     options: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    visualization_name: str | None = None
+    visualization_type: str | None = None
+    query_name: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """``"visualization"`` for a widget showing a visualization, else ``"text"``."""
+        return "text" if self.visualization_id is None else "visualization"
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,14 @@ def typed_table() -> pa.Table:
     )
 
 
+def step_error_chain(result: dg.ExecuteInProcessResult) -> list[Any]:
+    """The one step failure's error and its cause."""
+    [failure] = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    error = failure.step_failure_data.error
+    assert error is not None
+    return [error, *([error.cause] if error.cause else [])]
+
+
 def run(
     assets: list[Any], base: Path | str, partition_key: str | None = None, **config: Any
 ) -> dg.ExecuteInProcessResult:
@@ -284,10 +292,7 @@ def test_partitions_with_clashing_types_say_how_to_load_them(base_dir: Path) -> 
         raise_on_error=False,
     )
     assert not result.success
-    [failure] = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
-    error = failure.step_failure_data.error
-    assert error is not None
-    messages = " ".join(e.message for e in [error, error.cause] if e is not None)
+    messages = " ".join(e.message for e in step_error_chain(result))
     assert "Partitions of asset clash cannot be combined" in messages
     assert "dict[str, pa.Table]" in messages
 
@@ -419,10 +424,7 @@ def test_missing_plain_upstream_says_to_materialize_it(base_dir: Path) -> None:
         raise_on_error=False,
     )
     assert not result.success
-    [failure] = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
-    error = failure.step_failure_data.error
-    assert error is not None
-    messages = " ".join(e.message for e in [error, error.cause] if e is not None)
+    messages = " ".join(e.message for e in step_error_chain(result))
     expected = str(base_dir.resolve() / "iwatch" / "never.parquet")
     assert f"No Parquet file for asset iwatch/never at {expected}. Materialize it first" in messages
 
@@ -447,10 +449,7 @@ def test_outputs_other_than_tables_are_refused(base_dir: Path, value: Any) -> No
         [bad], resources={"io_manager": IWatchParquetIOManager(base_path=str(base_dir))}, raise_on_error=False
     )
     assert not result.success
-    [failure] = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
-    error = failure.step_failure_data.error
-    assert error is not None
-    chain = [error, *([error.cause] if error.cause else [])]
+    chain = step_error_chain(result)
     assert any(e.cls_name == UnsupportedOutputError.__name__ for e in chain)
     assert any("pyarrow.Table or a pandas DataFrame" in e.message for e in chain)
     assert not base_dir.exists() or not any(base_dir.rglob("*.parquet"))
@@ -465,10 +464,7 @@ def test_dataframe_arrow_cannot_store_is_refused_clearly(base_dir: Path) -> None
         [mixed], resources={"io_manager": IWatchParquetIOManager(base_path=str(base_dir))}, raise_on_error=False
     )
     assert not result.success
-    [failure] = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
-    error = failure.step_failure_data.error
-    assert error is not None
-    messages = " ".join(e.message for e in [error, error.cause] if e is not None)
+    messages = " ".join(e.message for e in step_error_chain(result))
     assert "mixed returned a DataFrame that Arrow cannot store" in messages
     assert not base_dir.exists() or not any(base_dir.rglob("*"))
 
