@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         build_iwatch_query_assets,
     )
     from dagster_iwatch.client import IWatchClient
+    from dagster_iwatch.dashboards import build_iwatch_dashboard_asset
     from dagster_iwatch.io_manager import IWatchParquetIOManager
     from dagster_iwatch.resource import IWatchResource
     from dagster_iwatch.types import Column, Dashboard, Job, JobStatus, Parameter, Query, QueryResult
@@ -31,6 +32,7 @@ _EXPORTS = {
     "IWatchTranslator": "dagster_iwatch.assets",
     "build_iwatch_query_asset": "dagster_iwatch.assets",
     "build_iwatch_query_assets": "dagster_iwatch.assets",
+    "build_iwatch_dashboard_asset": "dagster_iwatch.dashboards",
     "Column": "dagster_iwatch.types",
     "Dashboard": "dagster_iwatch.types",
     "Job": "dagster_iwatch.types",
@@ -54,6 +56,7 @@ __all__ = [
     "Query",
     "QueryResult",
     "__version__",
+    "build_iwatch_dashboard_asset",
     "build_iwatch_query_asset",
     "build_iwatch_query_assets",
 ]

@@ -351,12 +351,13 @@ def _failure(error: IWatchError, query_id: int, query_url: str | None) -> dg.Fai
     return iwatch_failure(error, metadata)
 
 
-def iwatch_failure(error: IWatchError, metadata: Mapping[str, Any]) -> dg.Failure:
+def iwatch_failure(error: IWatchError, metadata: Mapping[str, Any], subject: str | None = None) -> dg.Failure:
     """The Dagster failure for an Inverse Watch error, raised at an asset's boundary.
 
     Args:
         error: The library's error.
         metadata: What the asset knows (which query or dashboard); the job id and server message are added.
+        subject: What failed, when the error's own message does not name it (it starts the description).
 
     Returns:
         A ``dagster.Failure`` that allows a retry only for passing troubles (transport errors, rate limits,
@@ -373,4 +374,7 @@ def iwatch_failure(error: IWatchError, metadata: Mapping[str, Any]) -> dg.Failur
     retryable = isinstance(error, TransportError | RateLimitError | JobTimeoutError) or (
         isinstance(error, APIError) and error.status >= 500
     )
-    return dg.Failure(description=f"{type(error).__name__}: {error}", metadata=metadata, allow_retries=retryable)
+    description = f"{type(error).__name__}: {error}"
+    if subject:
+        description = f"{subject}: {description}"
+    return dg.Failure(description=description, metadata=metadata, allow_retries=retryable)

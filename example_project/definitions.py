@@ -14,7 +14,12 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from dagster_iwatch import IWatchParquetIOManager, IWatchResource, build_iwatch_query_asset
+from dagster_iwatch import (
+    IWatchParquetIOManager,
+    IWatchResource,
+    build_iwatch_dashboard_asset,
+    build_iwatch_query_asset,
+)
 from example_project import LOCAL_API_KEY, LOCAL_URL
 
 DEFAULT_PARQUET_PATH = str(Path(__file__).resolve().parent.parent / ".iwatch" / "parquet")
@@ -46,6 +51,16 @@ prices = build_iwatch_query_asset(
 )
 
 
+# The dashboard's widgets, downstream of the query assets it shows.
+chain_overview = build_iwatch_dashboard_asset(
+    "chain-overview",
+    key=["onchain", "chain_overview"],
+    deps=[prices, daily_volume],
+    group_name="onchain",
+    checks=["queries_upstream"],
+)
+
+
 @dg.asset(key=["onchain", "token_totals"], group_name="onchain", kinds={"pandas"})
 def token_totals(transfers: pd.DataFrame) -> dg.MaterializeResult:
     """Transfer count and volume per token, from the transfers table."""
@@ -70,7 +85,7 @@ def iwatch_resource() -> IWatchResource:
 
 
 defs = dg.Definitions(
-    assets=[transfers, daily_volume, prices, token_totals],
+    assets=[transfers, daily_volume, prices, token_totals, chain_overview],
     jobs=[daily_volume_job],
     schedules=[daily_volume_schedule],
     resources={

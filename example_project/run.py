@@ -52,14 +52,14 @@ def main() -> int:
 
         defs = definitions.defs
         resources = defs.resources or {}
-        assets = [definitions.transfers, definitions.prices, definitions.token_totals]
+        assets = [definitions.transfers, definitions.prices, definitions.token_totals, definitions.chain_overview]
         partition_keys = definitions.daily.get_partition_keys()[-LAST_PARTITIONS:]
         quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
         with dg.DagsterInstance.get() as instance:
             run = functools.partial(dg.materialize, resources=resources, instance=instance, run_config=quiet)
-            print(f"Materializing {len(assets)} assets, then daily_volume for {', '.join(partition_keys)}")
-            results = [run(assets)]
-            results += [run([definitions.daily_volume], partition_key=key) for key in partition_keys]
+            print(f"Materializing daily_volume for {', '.join(partition_keys)}, then {len(assets)} more assets")
+            results = [run([definitions.daily_volume], partition_key=key) for key in partition_keys]
+            results.append(run(assets))
     ok = all(r.success for r in results)
     print("\nParquet files:")
     for result in results:

@@ -42,7 +42,12 @@ def test_main_job_writes_parquet_files_and_says_where(tmp_path: Path) -> None:
     listed = re.findall(
         r"^  (\S+?)(?: \[(\S+)\])?: (\S+\.parquet) \((\d+) rows(?:, cached result)?\)$", run.stdout, re.MULTILINE
     )
-    assert {key for key, *_ in listed} == {"onchain/transfers", "onchain/prices", "onchain/daily_volume"}
+    assert {key for key, *_ in listed} == {
+        "onchain/transfers",
+        "onchain/prices",
+        "onchain/daily_volume",
+        "onchain/chain_overview",
+    }
     assert sorted(p for key, p, *_ in listed if key == "onchain/daily_volume") == [
         "2024-03-29",
         "2024-03-30",
