@@ -10,15 +10,16 @@ import pytest
 from dagster_iwatch.local import LocalServer
 
 
+def _serve(tmp_path_factory: pytest.TempPathFactory, flavor: str) -> Iterator[LocalServer]:
+    data_dir: Path = tmp_path_factory.mktemp(f"{flavor}-local")
+    with LocalServer(data_dir, flavor=flavor, workers=2) as srv:
+        yield srv
+
+
 @pytest.fixture(scope="session")
 def iwatch_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     """A seeded local server (flavor inverse-watch) shared by the whole session."""
-    data_dir: Path = tmp_path_factory.mktemp("iwatch-local")
-    srv = LocalServer(data_dir, flavor="inverse-watch", workers=2).start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
+    yield from _serve(tmp_path_factory, "inverse-watch")
 
 
 @pytest.fixture
@@ -35,9 +36,4 @@ def server(iwatch_server: LocalServer) -> Iterator[LocalServer]:
 @pytest.fixture(scope="session")
 def redash_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     """A seeded local server with the upstream Redash flavor (dashboards by id, cancel = status 4)."""
-    data_dir: Path = tmp_path_factory.mktemp("redash-local")
-    srv = LocalServer(data_dir, flavor="redash", workers=2).start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
+    yield from _serve(tmp_path_factory, "redash")
