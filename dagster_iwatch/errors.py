@@ -1,7 +1,10 @@
 """One exception tree for everything that can go wrong talking to Inverse Watch.
 
 Every error raised by the library is an :class:`IWatchError`. Messages never contain an API key: the
-client strips credentials from paths before building an error.
+transport redacts every text that comes from the HTTP stack or the server before building an error.
+Errors carry their facts as attributes with the same names across the tree (``query_id``, ``job_id``,
+``status``, ``method``, ``path``, ``server_message``) and pickle with them, so that they survive Dagster's
+process boundaries.
 """
 
 from __future__ import annotations
@@ -9,8 +12,23 @@ from __future__ import annotations
 from typing import Any
 
 
+def _restore(cls: type[BaseException], args: tuple[Any, ...]) -> BaseException:
+    """Recreate an error without calling its ``__init__`` (the unpickling half of ``IWatchError.__reduce__``)."""
+    error = cls.__new__(cls)
+    error.args = args
+    return error
+
+
 class IWatchError(Exception):
     """Base class of every error raised by dagster-iwatch."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # One mechanism for the whole tree: the message and the attributes, whatever the __init__ signature.
+        return (_restore, (type(self), self.args), dict(self.__dict__))
+
+
+class IWatchSecurityWarning(UserWarning):
+    """A setting weakens security: TLS verification off, or a key sent over plain HTTP to another host."""
 
 
 class ConfigError(IWatchError, ValueError):
@@ -39,9 +57,6 @@ class APIError(IWatchError):
         detail = f": {server_message}" if server_message else ""
         super().__init__(f"{method} {path} returned HTTP {status}{detail}")
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.status, self.method, self.path, self.server_message))
-
 
 class AuthError(APIError):
     """The API key is missing, wrong, or lacks the right for this call.
@@ -55,11 +70,8 @@ class AuthError(APIError):
     def __init__(self, status: int, method: str, path: str, server_message: str | None = None, hint: str = "") -> None:
         super().__init__(status, method, path, server_message)
         self.hint = hint
-        if hint:
-            self.args = (f"{self.args[0].rstrip('.')}. {hint}",)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.status, self.method, self.path, self.server_message, self.hint))
+        what = "the server rejected the API key, or this key may not make this call"
+        self.args = (f"{method} {path}: {what} (HTTP {status}){f'. {hint}' if hint else ''}",)
 
 
 class NotFoundError(APIError):
@@ -88,9 +100,6 @@ class RateLimitError(APIError):
         super().__init__(status, method, path, server_message)
         self.retry_after = retry_after
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.status, self.method, self.path, self.server_message, self.retry_after))
-
 
 class ParameterError(IWatchError, ValueError):
     """A query parameter value is unknown, missing, of the wrong type or not allowed.
@@ -99,6 +108,7 @@ class ParameterError(IWatchError, ValueError):
         name: The parameter's name.
         value: The offending value (``None`` when missing).
         expected: What the parameter accepts.
+        problem: What is wrong with the value.
     """
 
     def __init__(self, name: str, value: Any, expected: str, problem: str = "invalid value") -> None:
@@ -108,9 +118,6 @@ class ParameterError(IWatchError, ValueError):
         self.problem = problem
         super().__init__(f"Parameter {name!r}: {problem} {value!r}; expected {expected}")
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.name, self.value, self.expected, self.problem))
-
 
 class QueryExecutionError(IWatchError):
     """The query ran and failed on the server.
@@ -118,47 +125,78 @@ class QueryExecutionError(IWatchError):
     Attributes:
         query_id: The saved query's id.
         job_id: The job that failed.
-        server_error: The error text the server reported (the database's message).
+        server_message: The error text the server reported (the database's message).
     """
 
-    def __init__(self, query_id: int, job_id: str | None, server_error: str) -> None:
+    def __init__(self, query_id: int, job_id: str | None, server_message: str) -> None:
         self.query_id = query_id
         self.job_id = job_id
-        self.server_error = server_error
-        super().__init__(f"Query {query_id} failed (job {job_id}): {server_error}")
+        self.server_message = server_message
+        super().__init__(f"Query {query_id} failed (job {job_id}): {server_message}")
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.query_id, self.job_id, self.server_error))
+    @property
+    def server_error(self) -> str:
+        """The same as :attr:`server_message` (its older name)."""
+        return self.server_message
 
 
 class JobTimeoutError(IWatchError):
-    """The job did not finish in time; it was cancelled on the server before this was raised."""
+    """The run did not complete within its deadline.
 
-    def __init__(self, query_id: int, job_id: str, timeout: float) -> None:
+    Attributes:
+        query_id: The saved query's id.
+        job_id: The job that ran too long, or ``None`` when the deadline passed before a job was known.
+        timeout: The deadline, in seconds.
+        cancel_confirmed: Whether the server acknowledged the cancel; when ``False`` the job may still run.
+        finished: Whether the job had finished (only reading its result ran out of time).
+    """
+
+    def __init__(
+        self,
+        query_id: int,
+        job_id: str | None,
+        timeout: float,
+        cancel_confirmed: bool = False,
+        finished: bool = False,
+    ) -> None:
         self.query_id = query_id
         self.job_id = job_id
         self.timeout = timeout
+        self.cancel_confirmed = cancel_confirmed
+        self.finished = finished
+        if job_id is None:
+            what = "the run request got no answer in time; a job may have started on the server"
+        elif finished:
+            what = f"job {job_id} finished but its result could not be read in time"
+        elif cancel_confirmed:
+            what = f"job {job_id} did not finish in time; the server confirmed its cancel"
+        else:
+            what = f"job {job_id} did not finish in time; it could not be cancelled and may still be running"
         super().__init__(
-            f"Query {query_id}: job {job_id} did not finish within {timeout:g}s and was cancelled; "
-            "raise the job timeout or make the query faster"
+            f"Query {query_id}: {what} (deadline {timeout:g}s). Raise the timeout or make the query faster"
         )
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.query_id, self.job_id, self.timeout))
 
 
 class JobCancelledError(IWatchError):
-    """The job was cancelled on the server (by a user, an admin, or by us)."""
+    """The job was cancelled on the server (by a user, an admin, or by us).
 
-    def __init__(self, query_id: int, job_id: str, server_error: str = "") -> None:
+    Attributes:
+        query_id: The saved query's id.
+        job_id: The cancelled job.
+        server_message: The server's text about the cancel, if any.
+    """
+
+    def __init__(self, query_id: int, job_id: str, server_message: str = "") -> None:
         self.query_id = query_id
         self.job_id = job_id
-        self.server_error = server_error
-        detail = f": {server_error}" if server_error else ""
+        self.server_message = server_message
+        detail = f": {server_message}" if server_message else ""
         super().__init__(f"Query {query_id}: job {job_id} was cancelled{detail}")
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.query_id, self.job_id, self.server_error))
+    @property
+    def server_error(self) -> str:
+        """The same as :attr:`server_message` (its older name)."""
+        return self.server_message
 
 
 class ProtocolError(IWatchError):
@@ -166,7 +204,12 @@ class ProtocolError(IWatchError):
 
 
 class ResultTooLargeError(IWatchError):
-    """A result body exceeded the configured size limit; nothing past the limit was read."""
+    """A result body exceeded the configured size limit; nothing past the limit was read.
+
+    Attributes:
+        limit: The limit, in bytes.
+        size: The body's size when the server declared it, else ``None``.
+    """
 
     def __init__(self, limit: int, size: int | None = None) -> None:
         self.limit = limit
@@ -176,9 +219,6 @@ class ResultTooLargeError(IWatchError):
             f"Result body is {seen}, over the limit of {limit} bytes; raise max_result_bytes "
             "or narrow the query (parameters, LIMIT)"
         )
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.limit, self.size))
 
 
 class MissingParquetError(IWatchError, FileNotFoundError):
@@ -199,9 +239,6 @@ class MissingParquetError(IWatchError, FileNotFoundError):
             f"No Parquet file for {what} at {uri}. Materialize it first"
             f"{' (that partition)' if partition is not None else ''}, or check the IO manager's base_path."
         )
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.asset, self.partition, self.uri))
 
 
 class UnsupportedOutputError(IWatchError, TypeError):

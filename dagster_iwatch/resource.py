@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextvars
+import warnings
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
+from dagster_iwatch._args import validate_base_url
+from dagster_iwatch._transport import check_key
 from dagster_iwatch.client import IWatchClient
+from dagster_iwatch.errors import ConfigError, IWatchSecurityWarning
 
 __all__ = ["IWatchResource"]
 
@@ -73,11 +78,46 @@ class IWatchResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             "re-sent once the server may have received them)."
         ),
     )
-    verify_ssl: bool = Field(default=True, description="Verify the server's TLS certificate.")
+    verify_ssl: bool = Field(
+        default=True,
+        description="Verify the server's TLS certificate (warned once when off). Prefer ca_bundle to turning it off.",
+    )
+    ca_bundle: str | None = Field(
+        default=None,
+        description=(
+            "Path of a CA bundle (file or folder) to verify the server's certificate against, for a private "
+            "certificate authority; it applies whatever REQUESTS_CA_BUNDLE says."
+        ),
+    )
+    pool_size: int = Field(
+        default=32, description="HTTP connections kept open to the server: at least the threads sharing a client."
+    )
     max_result_bytes: int | None = Field(
         default=None,
         description="Refuse query results whose body is larger than this many bytes (no limit when unset).",
     )
+
+    def __init__(self, **data: Any) -> None:
+        # Literal values are checked here, at definition time; EnvVar values when a run resolves them.
+        base_url = data.get("base_url")
+        if type(base_url) is str:
+            validate_base_url(base_url)
+        literal = [name for name in ("api_key",) if type(data.get(name)) is str]
+        literal += ["query_api_keys"] * any(type(v) is str for v in (data.get("query_api_keys") or {}).values())
+        for name in literal:
+            if name == "api_key":
+                check_key("api_key", data[name])
+            if not _RESOLVING.get():
+                _warn_literal_key(name)
+        super().__init__(**data)
+
+    def _with_updated_values(self, values: Any) -> Any:
+        # Dagster rebuilds the resource with EnvVars resolved when a run starts: those are not literals.
+        token = _RESOLVING.set(True)
+        try:
+            return super()._with_updated_values(values)
+        finally:
+            _RESOLVING.reset(token)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Dagster's internal state holds config schemas that cannot be pickled; the fields are enough.
@@ -102,12 +142,42 @@ class IWatchResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             max_poll_interval=self.max_poll_interval,
             poll_interval=min(0.2, self.max_poll_interval),
             max_retries=self.max_retries,
-            verify=self.verify_ssl,
+            verify=self._verify(),
             max_result_bytes=self.max_result_bytes,
+            pool_size=self.pool_size,
             logger=dg.get_dagster_logger("dagster_iwatch"),
         )
+
+    def _verify(self) -> bool | str:
+        if self.ca_bundle is None:
+            return self.verify_ssl
+        if not self.verify_ssl:
+            raise ConfigError("ca_bundle is set but verify_ssl is False: keep verify_ssl on to use the CA bundle")
+        return self.ca_bundle
+
+
+_RESOLVING: contextvars.ContextVar[bool] = contextvars.ContextVar("iwatch_resolving", default=False)
+_WARNED: set[str] = set()
+
+
+def _warn_literal_key(name: str) -> None:
+    """Warn once per process and field that a key is written into the definitions."""
+    if name in _WARNED:
+        return
+    _WARNED.add(name)
+    example = 'dg.EnvVar("IWATCH_API_KEY")' if name == "api_key" else '{"15": dg.EnvVar("IWATCH_QUERY_15_KEY")}'
+    warnings.warn(
+        f"IWatchResource({name}=...) was given a literal key: Dagster stores it in the run storage as part of "
+        f"the resource config. Read it from the environment instead: {name}={example}.",
+        IWatchSecurityWarning,
+        stacklevel=4,
+    )
 
 
 def _rebuild(cls: type[IWatchResource], values: dict[str, Any]) -> IWatchResource:
     """Recreate a resource from its field values (the unpickling half of ``__reduce__``)."""
-    return cls(**values)
+    token = _RESOLVING.set(True)
+    try:
+        return cls(**values)
+    finally:
+        _RESOLVING.reset(token)

@@ -450,18 +450,26 @@ def test_retry_policy_retries_passing_troubles_only(runner: Runner) -> None:
     assert len(runs) == 1
 
 
-def test_a_misconfigured_resource_fails_once_without_retries(runner: Runner) -> None:
+def test_a_literal_bad_base_url_is_refused_when_the_resource_is_defined() -> None:
+    with pytest.raises(ConfigError, match="base_url must be an http"):
+        IWatchResource(base_url="127.0.0.1:5255")
+
+
+def test_a_misconfigured_resource_fails_once_without_retries(runner: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
     asset = build_iwatch_query_asset(12, key="misconfigured", retry_policy=dg.RetryPolicy(max_retries=2))
     resources = runner.resources()
-    resources["iwatch"] = IWatchResource(base_url="ftp://example.invalid", api_key="unused")
+    monkeypatch.setenv("IWATCH_TEST_BAD_URL", "ftp://example.invalid")
+    resources["iwatch"] = IWatchResource(base_url=dg.EnvVar("IWATCH_TEST_BAD_URL"), api_key="unused")
 
     result = dg.materialize([asset], resources=resources, instance=runner.instance, raise_on_error=False)
 
     assert not result.success
     assert [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_RESTARTED] == []
-    failure = result.get_step_failure_events()[0].step_failure_data
-    assert "ConfigError" in failure.error.message
-    assert failure.user_failure_data.metadata["iwatch/query_id"].value == 12
+    # The resolved URL is checked when the resource is set up, before any step runs a query.
+    (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.RESOURCE_INIT_FAILURE]
+    assert failure.engine_event_data.error.cls_name == "ConfigError"
+    assert "base_url must be an http" in failure.engine_event_data.error.message
+    assert result.get_step_success_events() == []
 
 
 def test_hourly_partitions_fill_a_datetime_range_up_to_the_last_unit_inside_the_window(runner: Runner) -> None:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from dagster_iwatch.client import IWatchClient, _Retry
+from dagster_iwatch import _transport
+from dagster_iwatch.client import IWatchClient
 from dagster_iwatch.errors import (
     APIError,
     AuthError,
@@ -360,18 +361,23 @@ def test_query_with_text_parameters_runs_with_the_user_key_when_both_are_given(s
         result = client.execute(3, {"token": "WBTC"})
     assert result.rows
     assert {r["token"] for r in result.rows} == {"WBTC"}
-    # The plain routes refuse query keys, so these prove the whole run used the user key.
-    seen = list(server.requests_seen)
-    assert ("GET", f"/api/jobs/{result.job_id}") in seen
-    assert ("GET", f"/api/query_results/{result.id}") in seen
+    # The server refuses query 3's own key this run (it has a text parameter): it ran with the user key.
+    with IWatchClient(server.url, query_api_keys=keys) as query_key_only, pytest.raises(ConfigError):
+        query_key_only.execute(3, {"token": "WBTC"})
 
 
-def test_user_key_uses_plain_routes(client: IWatchClient, server: LocalServer) -> None:
-    server.clear_requests_seen()
-    result = client.execute(2, {"min_amount": 2600})
-    seen = list(server.requests_seen)
-    assert any(path == f"/api/jobs/{result.job_id}" for _, path in seen)
-    assert ("GET", f"/api/query_results/{result.id}") in seen
+@pytest.mark.parametrize("flavor", ["inverse-watch", "redash"])
+def test_user_key_polls_and_reads_through_the_query_routes(
+    flavor: str, server: LocalServer, redash_server: LocalServer
+) -> None:
+    srv = server if flavor == "inverse-watch" else redash_server
+    with IWatchClient(srv.url, srv.user_api_key, poll_interval=0.02) as client:
+        srv.clear_requests_seen()
+        result = client.execute(2, {"min_amount": 2600})
+    seen = list(srv.requests_seen)
+    assert ("GET", f"/api/queries/2/jobs/{result.job_id}") in seen
+    assert ("GET", f"/api/queries/2/results/{result.id}.json") in seen
+    assert not any(path.startswith(("/api/jobs/", "/api/query_results/")) for _, path in seen)
 
 
 def test_wrong_key_is_an_auth_error_with_a_hint(server: LocalServer) -> None:
@@ -385,7 +391,9 @@ def test_wrong_key_is_an_auth_error_with_a_hint(server: LocalServer) -> None:
     assert user_call.value.hint == "This call needs a user API key"
     assert query_call.value.hint == "This call needs the user key or query 2's API key"
     assert "query 2's API key" in str(query_call.value)
-    assert "again. This call needs a user API key" in str(user_call.value)
+    assert "the server rejected the API key" in str(user_call.value)
+    assert str(user_call.value).endswith("This call needs a user API key")
+    assert user_call.value.server_message == "Couldn't find resource. Please login and try again."
 
 
 def test_a_netrc_entry_for_the_host_does_not_replace_the_key(
@@ -463,7 +471,7 @@ def test_retry_after_is_honoured(client: IWatchClient, server: LocalServer) -> N
 
 
 def test_retry_after_is_capped(server: LocalServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_Retry, "RETRY_AFTER_CAP", 0.3)
+    monkeypatch.setattr(_transport, "_RETRY_AFTER_MAX", 0.3)
     with IWatchClient(server.url, server.user_api_key, backoff_factor=0.01) as client:
         server.inject_fault(status=503, method="GET", path_prefix="/api/queries/1", times=1, retry_after=3600)
         started = time.monotonic()
@@ -497,7 +505,8 @@ def test_server_message_is_kept(client: IWatchClient, server: LocalServer) -> No
     with pytest.raises(APIError) as caught:
         client.update_query(999999, name="x")
     assert isinstance(caught.value, NotFoundError)
-    server.inject_fault(status=500, method="GET", path_prefix="/api/queries/1", times=1, body={"message": "boom"})
+    # A GET answered 500 is tried 1 + max_retries times before the error is raised.
+    server.inject_fault(status=500, method="GET", path_prefix="/api/queries/1", times=4, body={"message": "boom"})
     with pytest.raises(APIError) as boom:
         client.get_query(1)
     assert boom.value.status == 500

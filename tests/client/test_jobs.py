@@ -163,7 +163,7 @@ def test_interrupted_wait_cancels_the_remote_job(server: LocalServer, make: type
 
 def test_polling_survives_retried_errors_and_backs_off(server: LocalServer) -> None:
     server.clear_requests_seen()
-    server.inject_fault(status=503, method="GET", path_prefix="/api/jobs/", times=2)
+    server.inject_fault(status=503, method="GET", path_prefix="/api/queries/11/jobs/", times=2)
     started = time.monotonic()
     with IWatchClient(
         server.url, server.user_api_key, poll_interval=0.05, max_poll_interval=0.2, backoff_factor=0.01
@@ -171,7 +171,7 @@ def test_polling_survives_retried_errors_and_backs_off(server: LocalServer) -> N
         result = client.execute(11, {"seconds": 1})
     elapsed = time.monotonic() - started
     assert result.rows == [{"slept": 1}]
-    polls = sum(1 for m, p in server.requests_seen if m == "GET" and p.startswith("/api/jobs/"))
+    polls = sum(1 for m, p in server.requests_seen if m == "GET" and p.startswith("/api/queries/11/jobs/"))
     # Two answers were retried 503s; the interval grows from 0.05 s to 0.2 s, so far fewer polls than a
     # fixed 0.05 s interval would make.
     assert 3 <= polls <= 2 + 4 + elapsed / 0.2 + 1
@@ -194,7 +194,7 @@ def test_job_error_text_never_shows_the_key(
 ) -> None:
     text = f"cancelled: Key {server.user_api_key}" if status == 5 else f"auth failed for {server.user_api_key}"
     body = {"job": {"id": "x", "status": status, "error": text, "result": None, "query_result_id": None}}
-    server.inject_fault(status=200, method="GET", path_prefix="/api/jobs/", times=1, body=body)
+    server.inject_fault(status=200, method="GET", path_prefix="/api/queries/12/jobs/", times=1, body=body)
     with IWatchClient(server.url, server.user_api_key, poll_interval=0.02) as client, pytest.raises(error) as caught:
         client.execute(12)
     value = caught.value
@@ -207,7 +207,7 @@ def test_job_error_text_never_shows_the_key(
 def test_deferred_and_scheduled_statuses_count_as_running(server: LocalServer) -> None:
     for status in (6, 7):
         body = {"job": {"id": "other", "status": status, "error": "", "result": None, "query_result_id": None}}
-        server.inject_fault(status=200, method="GET", path_prefix="/api/jobs/", times=2, body=body)
+        server.inject_fault(status=200, method="GET", path_prefix="/api/queries/12/jobs/", times=2, body=body)
         with IWatchClient(server.url, server.user_api_key, poll_interval=0.02) as client:
             result = client.execute(12)
         assert result.row_count == 5
@@ -217,7 +217,7 @@ def test_deferred_and_scheduled_statuses_count_as_running(server: LocalServer) -
 def test_unknown_job_status_is_a_protocol_error_and_the_job_is_cancelled(server: LocalServer) -> None:
     body = {"job": {"id": "x", "status": 42, "error": "", "result": None, "query_result_id": None}}
     server.clear_requests_seen()
-    server.inject_fault(status=200, method="GET", path_prefix="/api/jobs/", times=1, body=body)
+    server.inject_fault(status=200, method="GET", path_prefix="/api/queries/11/jobs/", times=1, body=body)
     with IWatchClient(server.url, server.user_api_key, poll_interval=0.02) as client, pytest.raises(ProtocolError):
         client.execute(11, {"seconds": 2})
     job_id = polled_job_id(server, 11)
