@@ -266,7 +266,7 @@ class Transport:
             wait = self._backoff(attempt) if asked is None else min(asked, _RETRY_AFTER_MAX)
             if deadline is not None and time.monotonic() + wait >= deadline:
                 raise error
-            self._logger.info("%s %s: %s; retrying in %.2fs (%d left)", method, path, error, wait, left)
+            self._logger.info("%s; retrying in %.2fs (%d left)", error, wait, left)
             time.sleep(wait)
             attempt += 1
             left -= 1

@@ -10,6 +10,7 @@ import dagster as dg
 from pydantic import Field
 
 from dagster_iwatch._args import validate_base_url
+from dagster_iwatch._config import Timeout, positive_seconds
 from dagster_iwatch._transport import check_key
 from dagster_iwatch.client import IWatchClient
 from dagster_iwatch.errors import ConfigError, IWatchSecurityWarning
@@ -137,7 +138,10 @@ class IWatchResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             self.base_url,
             self.api_key,
             query_api_keys=self.query_api_keys,
-            timeout=(self.connect_timeout, self.request_timeout),
+            timeout=Timeout(
+                positive_seconds("connect_timeout", self.connect_timeout),
+                positive_seconds("request_timeout", self.request_timeout),
+            ),
             job_timeout=self.job_timeout,
             max_poll_interval=self.max_poll_interval,
             poll_interval=min(0.2, self.max_poll_interval),
