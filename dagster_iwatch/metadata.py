@@ -81,6 +81,10 @@ def column_schema(result: QueryResult, table: pa.Table) -> dg.TableSchema:
     )
 
 
+#: Shown for provenance the server did not send (a query key's cached answer carries no result id or hash).
+UNAVAILABLE = "unavailable: the server did not send it to this key"
+
+
 def materialization_metadata(
     *,
     query_id: int,
@@ -96,7 +100,8 @@ def materialization_metadata(
         "dagster/column_schema": column_schema(result, table),
         "iwatch/query_id": query_id,
         "iwatch/query_url": dg.MetadataValue.url(query_url),
-        "iwatch/query_result_id": result.id if result.id is not None else "",
+        "iwatch/query_result_id": result.id if result.id is not None else UNAVAILABLE,
+        "iwatch/query_hash": result.query_hash or UNAVAILABLE,
         "iwatch/mode": mode,
         "iwatch/from_cache": result.from_cache,
         "iwatch/parameters": dg.MetadataValue.json(json.loads(json.dumps(result.parameters, default=_json_default))),
@@ -107,7 +112,7 @@ def materialization_metadata(
     if result.retrieved_at is not None:
         metadata["iwatch/retrieved_at"] = dg.MetadataValue.timestamp(result.retrieved_at)
     if result.runtime is not None:
-        metadata["iwatch/runtime_seconds"] = float(result.runtime)
+        metadata["iwatch/runtime_seconds"] = round(float(result.runtime), 3)
     sql = query.query if query is not None else result.query
     if sql:
         metadata["iwatch/sql_hash"] = sql_hash(sql)

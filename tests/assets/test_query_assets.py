@@ -19,6 +19,7 @@ from dagster_iwatch import (
     build_iwatch_query_assets,
 )
 from dagster_iwatch.errors import ConfigError
+from dagster_iwatch.metadata import UNAVAILABLE
 
 from .conftest import Runner
 
@@ -539,3 +540,18 @@ def test_fresh_check_fails_for_a_result_older_than_allowed(runner: Runner) -> No
     assert evaluation.check_name == "fresh"
     assert not evaluation.passed
     assert evaluation.metadata["result_age_seconds"].value > evaluation.metadata["max_result_age_seconds"].value
+
+
+def test_provenance_a_query_keys_cached_answer_leaves_out_is_marked_unavailable(runner: Runner) -> None:
+    warm = build_iwatch_query_asset(2, key="amounts_warm", parameters={"min_amount": 2650})
+    runner.materialize([warm])
+    resources = runner.resources()
+    resources["iwatch"] = IWatchResource(base_url=runner.server.url, api_key=runner.server.query_api_key(2))
+    cached = build_iwatch_query_asset(2, key="amounts_by_query_key", parameters={"min_amount": 2650}, max_age=3600)
+
+    materialization = only_materialization(dg.materialize([cached], resources=resources, instance=runner.instance))
+
+    assert materialization.metadata["iwatch/from_cache"].value is True
+    assert materialization.metadata["iwatch/query_result_id"].value == UNAVAILABLE
+    assert materialization.metadata["iwatch/query_hash"].value == UNAVAILABLE
+    assert materialization.metadata["dagster/row_count"].value > 0
