@@ -19,7 +19,7 @@ import random
 import re
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, quote_plus, urlsplit
@@ -44,7 +44,7 @@ from dagster_iwatch.errors import (
 )
 from dagster_iwatch.version import __version__
 
-__all__ = ["Credential", "Transport", "check_key", "deadline_scope"]
+__all__ = ["Credential", "Transport", "check_key", "deadline_scope", "read_progress_scope"]
 
 _LOGIN_MESSAGE = "couldn't find resource. please login and try again."
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -75,6 +75,21 @@ def deadline_scope(deadline: float, *, override: bool = False) -> Iterator[None]
         yield
     finally:
         _DEADLINE.reset(token)
+
+
+_ON_BYTES: contextvars.ContextVar[Callable[[int], None] | None] = contextvars.ContextVar(
+    "iwatch_on_bytes", default=None
+)
+
+
+@contextlib.contextmanager
+def read_progress_scope(on_bytes: Callable[[int], None]) -> Iterator[None]:
+    """Call ``on_bytes(total so far)`` as each chunk of an answer's body arrives, for requests in this context."""
+    token = _ON_BYTES.set(on_bytes)
+    try:
+        yield
+    finally:
+        _ON_BYTES.reset(token)
 
 
 def check_key(name: str, key: Any) -> str | None:
@@ -339,6 +354,7 @@ class Transport:
                 raise ResultTooLargeError(limit, int(declared))
             chunks: list[bytes] = []
             size = 0
+            on_bytes = _ON_BYTES.get()
             while True:
                 want = _READ_CHUNK if limit is None else min(_READ_CHUNK, limit + 1 - size)
                 chunk = response.raw.read(want, decode_content=True)
@@ -348,6 +364,8 @@ class Transport:
                 if limit is not None and size > limit:
                     raise ResultTooLargeError(limit)
                 chunks.append(chunk)
+                if on_bytes is not None:
+                    on_bytes(size)
             return b"".join(chunks)
         except ResultTooLargeError:
             raise

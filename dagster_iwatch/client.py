@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from dagster_iwatch import _wire
@@ -25,6 +25,7 @@ from dagster_iwatch._dashboards import DashboardEndpoints
 from dagster_iwatch._queries import QueryEndpoints
 from dagster_iwatch._transport import Transport, check_key
 from dagster_iwatch.errors import AuthError, ConfigError, NotFoundError
+from dagster_iwatch.run_handler import RunHandler, RunProgress
 from dagster_iwatch.types import Job, Query, QueryResult
 
 __all__ = ["IWatchClient"]
@@ -161,6 +162,7 @@ class IWatchClient(QueryEndpoints, DashboardEndpoints):
         max_age: int = 0,
         timeout: float | None = None,
         query: Query | None = None,
+        progress: Callable[[RunProgress], None] | None = None,
     ) -> QueryResult:
         """Run a saved query (or take a cached result young enough) and return its result.
 
@@ -176,6 +178,8 @@ class IWatchClient(QueryEndpoints, DashboardEndpoints):
             max_age: Accept a cached result at most this many seconds old; 0 always runs the query.
             timeout: Deadline in seconds for the whole call; the client's ``job_timeout`` by default.
             query: The query definition if already fetched (saves a request).
+            progress: Called with a :class:`~dagster_iwatch.run_handler.RunProgress` at each poll and as the
+                result arrives, e.g. to draw a progress line.
 
         Returns:
             The result; ``job_id`` is set when a job ran, ``None`` when it came from the cache.
@@ -191,9 +195,10 @@ class IWatchClient(QueryEndpoints, DashboardEndpoints):
             JobTimeoutError: The deadline passed (the job was cancelled, or the error says it may still run).
             ResultTooLargeError: The result is over ``max_result_bytes``.
         """
-        from dagster_iwatch.run_handler import RunHandler
-
-        return RunHandler(self, query_id, parameters, max_age=max_age, timeout=timeout, query=query).run()
+        handler = RunHandler(
+            self, query_id, parameters, max_age=max_age, timeout=timeout, query=query, progress=progress
+        )
+        return handler.run()
 
     def run_query(self, query_id: int, values: Mapping[str, Any], *, max_age: int) -> QueryResult | Job:
         """Ask the server to run a query once: ``POST /api/queries/<id>/results``.

@@ -75,7 +75,31 @@ class AuthError(APIError):
 
 
 class NotFoundError(APIError):
-    """The query, job, result or dashboard does not exist (HTTP 404)."""
+    """The query, job, result or dashboard does not exist, or this key cannot see it (HTTP 404).
+
+    Attributes:
+        subject: What was looked for, e.g. ``"query 9999"``, when the path says.
+    """
+
+    def __init__(self, status: int, method: str, path: str, server_message: str | None = None) -> None:
+        super().__init__(status, method, path, server_message)
+        self.subject = _subject(path)
+        if self.subject:
+            self.args = (
+                f"{self.subject} does not exist or is not visible to this key ({method} {path}, HTTP {status})",
+            )
+
+
+def _subject(path: str) -> str:
+    """What an API path names, e.g. ``query 12`` for ``/api/queries/12``; empty when unknown."""
+    parts = [part for part in path.split("/") if part][1:]
+    names = {"queries": "query", "jobs": "job", "query_results": "result", "dashboards": "dashboard"}
+    if len(parts) == 2 and parts[0] in names:
+        return f"{names[parts[0]]} {parts[1]}"
+    if len(parts) == 4 and parts[0] == "queries" and parts[2] in ("jobs", "results"):
+        item = "job" if parts[2] == "jobs" else "result"
+        return f"{item} {parts[3].split('.')[0]} of query {parts[1]}"
+    return ""
 
 
 class ConflictError(APIError):

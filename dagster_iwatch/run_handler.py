@@ -11,12 +11,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 from dagster_iwatch._args import check_id
 from dagster_iwatch._config import is_int, positive_seconds
-from dagster_iwatch._transport import deadline_scope
+from dagster_iwatch._transport import deadline_scope, read_progress_scope
 from dagster_iwatch.errors import (
     ConfigError,
     IWatchError,
@@ -32,7 +32,7 @@ from dagster_iwatch.types import Job, JobStatus, Query, QueryResult
 if TYPE_CHECKING:
     from dagster_iwatch.client import IWatchClient
 
-__all__ = ["CANCEL_BUDGET_SECONDS", "READ_BACK_MARGIN_SECONDS", "RunHandler"]
+__all__ = ["CANCEL_BUDGET_SECONDS", "READ_BACK_MARGIN_SECONDS", "RunHandler", "RunProgress"]
 
 #: Seconds a cancel may take once the run is given up, on top of the run's own deadline.
 CANCEL_BUDGET_SECONDS = 10.0
@@ -40,6 +40,31 @@ CANCEL_BUDGET_SECONDS = 10.0
 #: :meth:`RunHandler.read_back_from_cache`): covers clock skew between us and the server.
 READ_BACK_MARGIN_SECONDS = 60
 _POLL_GROWTH = 1.5
+
+
+@dataclasses.dataclass(frozen=True)
+class RunProgress:
+    """Where a run stands, as passed to ``execute(progress=...)``.
+
+    Attributes:
+        query_id: The saved query's id.
+        stage: ``"waiting"`` for the job, ``"reading"`` its result, or ``"done"``.
+        elapsed: Seconds since the run began.
+        job_id: The job, once the server started one.
+        job_status: The job's latest status.
+        bytes_read: Bytes of the result body read so far.
+        rows: The result's row count, once ``done``.
+        from_cache: Whether the server answered from its cache.
+    """
+
+    query_id: int
+    stage: Literal["waiting", "reading", "done"]
+    elapsed: float
+    job_id: str | None = None
+    job_status: JobStatus | None = None
+    bytes_read: int = 0
+    rows: int | None = None
+    from_cache: bool = False
 
 
 class RunHandler:
@@ -52,6 +77,7 @@ class RunHandler:
         max_age: Accept a cached result at most this many seconds old; 0 always runs the query.
         timeout: Deadline in seconds for the whole run; the client's ``job_timeout`` by default.
         query: The query definition if already fetched.
+        progress: Called with a :class:`RunProgress` at each step (on the calling thread).
     """
 
     def __init__(
@@ -63,8 +89,11 @@ class RunHandler:
         max_age: int = 0,
         timeout: float | None = None,
         query: Query | None = None,
+        progress: Callable[[RunProgress], None] | None = None,
     ) -> None:
         self._client = client
+        self._progress = progress
+        self._started = time.monotonic()
         self._logger = client.logger
         self.query_id = check_id(query_id, "query_id")
         if not is_int(max_age) or max_age < 0:
@@ -83,7 +112,7 @@ class RunHandler:
             JobTimeoutError: The deadline passed; the job was cancelled, or the error says it may still run.
             (and every error of :meth:`IWatchClient.execute <dagster_iwatch.client.IWatchClient.execute>`)
         """
-        started = time.monotonic()
+        started = self._started = time.monotonic()
         deadline = started + self.timeout
         with deadline_scope(deadline):
             try:
@@ -102,14 +131,23 @@ class RunHandler:
                 raise
             if isinstance(answer, QueryResult):
                 self._logger.info("Query %s: served from cache (max_age=%ss)", self.query_id, self.max_age)
+                self._report("done", rows=answer.row_count, from_cache=True)
                 return dataclasses.replace(self._provenance(answer, query, None), parameters=values)
             job = self._wait(answer, deadline)
             try:
-                result = self._read(job, query, values, started)
+                with read_progress_scope(lambda size: self._report("reading", job, bytes_read=size)):
+                    result = self._read(job, query, values, started)
             except IWatchError:
                 self._raise_if_expired(deadline, job.id, cancel=False)
                 raise
+        self._report("done", job, rows=result.row_count)
         return dataclasses.replace(result, job_id=job.id, parameters=values)
+
+    def _report(self, stage: Literal["waiting", "reading", "done"], job: Job | None = None, **fields: Any) -> None:
+        if self._progress is not None:
+            elapsed = time.monotonic() - self._started
+            job_id, status = (job.id, job.status) if job is not None else (None, None)
+            self._progress(RunProgress(self.query_id, stage, elapsed, job_id, status, **fields))
 
     def _wait(self, job: Job, deadline: float) -> Job:
         """Poll a job until it finishes; cancel it if the wait ends any other way."""
@@ -118,6 +156,7 @@ class RunHandler:
         delays = self._delays()
         try:
             self._logger.info("Query %s: job %s queued (status %s)", self.query_id, job_id, job.status.name)
+            self._report("waiting", job)
             while not job.is_finished:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -129,6 +168,7 @@ class RunHandler:
                 except IWatchError:
                     self._raise_if_expired(deadline, job_id, cancel=True)
                     raise
+                self._report("waiting", job)
                 if job.status != previous:
                     elapsed = time.monotonic() - started
                     self._logger.info(

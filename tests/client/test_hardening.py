@@ -25,6 +25,7 @@ from dagster_iwatch.errors import (
     IWatchError,
     IWatchSecurityWarning,
     JobTimeoutError,
+    NotFoundError,
     ProtocolError,
     TransportError,
 )
@@ -367,3 +368,6 @@ def test_auth_errors_say_what_happened(server: LocalServer) -> None:
     with IWatchClient(server.url, "wrong-" + uuid.uuid4().hex) as client, pytest.raises(AuthError) as caught:
         client.get_query(1)
     assert "the server rejected the API key" in str(caught.value)
+    with IWatchClient(server.url, server.user_api_key) as client, pytest.raises(NotFoundError) as missing:
+        client.get_query(99999)
+    assert str(missing.value).startswith("query 99999 does not exist or is not visible to this key")

@@ -13,6 +13,7 @@ import requests
 from dagster_iwatch.client import IWatchClient
 from dagster_iwatch.errors import JobCancelledError, JobTimeoutError, ProtocolError, QueryExecutionError
 from dagster_iwatch.local import LocalServer
+from dagster_iwatch.run_handler import RunProgress
 from dagster_iwatch.types import JobStatus
 
 CANCELLED = (JobStatus.CANCELLED, JobStatus.FAILURE)
@@ -246,3 +247,23 @@ def test_get_job_and_cancel_job(server: LocalServer) -> None:
         client.cancel_job(job_id, query_id=11)
         assert server.wait_for_job(job_id, CANCELLED, timeout=5) in CANCELLED
         assert client.get_job(job_id).is_cancelled
+
+
+def test_progress_reports_each_step_of_a_run(server: LocalServer) -> None:
+    events: list[RunProgress] = []
+    with IWatchClient(server.url, server.user_api_key, poll_interval=0.05) as client:
+        result = client.execute(11, {"seconds": 1}, progress=events.append)
+        cached = client.execute(11, {"seconds": 1}, max_age=3600, progress=events.append)
+    stages = [e.stage for e in events]
+    assert stages[0] == "waiting"
+    assert "reading" in stages
+    run, hit = events[stages.index("done")], events[-1]
+    assert (run.rows, run.job_id, run.from_cache) == (result.row_count, result.job_id, False)
+    assert (hit.stage, hit.rows, hit.from_cache) == ("done", cached.row_count, True)
+    assert {e.job_status for e in events if e.stage == "waiting"} >= {JobStatus.STARTED}
+    reads = [e.bytes_read for e in events if e.stage == "reading"]
+    assert reads == sorted(reads)
+    assert reads[-1] > 0
+    assert [e.elapsed for e in events[: stages.index("done") + 1]] == sorted(
+        e.elapsed for e in events[: stages.index("done") + 1]
+    )
