@@ -36,20 +36,19 @@ def slug_part(value: Any) -> str:
     return quote(value, safe="")
 
 
-def validate_base_url(base_url: Any) -> str:
-    """The base URL without a trailing slash; never echoes what is wrong with it."""
+def validate_base_url(base_url: Any, name: str = "base_url") -> str:
+    """The URL without a trailing slash; never echoes what is wrong with it (it may hold a credential)."""
     if not isinstance(base_url, str) or not base_url.strip():
-        raise ConfigError("base_url must be a URL such as https://app.inverse.watch")
+        raise ConfigError(f"{name} must be a URL such as https://app.inverse.watch")
     parts = urlsplit(base_url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError("base_url must be an http:// or https:// URL with a host, such as https://app.inverse.watch")
+        raise ConfigError(f"{name} must be an http:// or https:// URL with a host, such as https://app.inverse.watch")
     if parts.username or parts.password or parts.query or parts.fragment:
-        # Never echo the URL here: what is wrong with it may be a credential.
-        raise ConfigError("base_url must not carry credentials, a query string or a fragment; pass api_key instead")
+        raise ConfigError(f"{name} must not carry credentials, a query string or a fragment; pass api_key instead")
     try:
         parts.port  # noqa: B018 - evaluating it validates the port
     except ValueError:
-        raise ConfigError("base_url has an invalid port") from None
+        raise ConfigError(f"{name} has an invalid port") from None
     return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 

@@ -58,6 +58,8 @@ class IWatchClient(QueryEndpoints, DashboardEndpoints):
             bundle path. It applies whatever ``REQUESTS_CA_BUNDLE`` says.
         max_result_bytes: Refuse result bodies larger than this many bytes; ``None`` for no limit.
         pool_size: Connections kept open to the server; at least the number of threads sharing the client.
+        public_url: The instance's address for people (links in metadata and messages) when it differs from
+            ``base_url``, e.g. behind an internal proxy; ``base_url`` by default.
         logger: Where progress goes; ``dagster_iwatch.client`` by default. Keys are never logged.
 
     Raises:
@@ -83,9 +85,11 @@ class IWatchClient(QueryEndpoints, DashboardEndpoints):
         verify: bool | str = True,
         max_result_bytes: int | None = None,
         pool_size: int = 32,
+        public_url: str | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
         self._base_url = validate_base_url(base_url)
+        self._public_url = self._base_url if public_url is None else validate_base_url(public_url, "public_url")
         self._api_key = check_key("api_key", api_key)
         self._query_keys = validate_query_keys(query_api_keys)
         self._user_key_queries: set[int] = set()
@@ -132,9 +136,9 @@ class IWatchClient(QueryEndpoints, DashboardEndpoints):
             query_id: The saved query's id.
 
         Returns:
-            ``<base_url>/queries/<id>``.
+            ``<public_url>/queries/<id>`` (``public_url`` is ``base_url`` unless set).
         """
-        return f"{self._base_url}/queries/{check_id(query_id, 'query_id')}"
+        return f"{self._public_url}/queries/{check_id(query_id, 'query_id')}"
 
     def get_cached_result(self, query_id: int) -> QueryResult:
         """Fetch a query's latest cached result without running it.

@@ -90,6 +90,13 @@ class IWatchResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             "certificate authority; it applies whatever REQUESTS_CA_BUNDLE says."
         ),
     )
+    public_url: str | None = Field(
+        default=None,
+        description=(
+            "The instance's address for people, used in links (iwatch/query_url) when it differs from base_url "
+            "(an internal proxy, a temporary local server); base_url by default."
+        ),
+    )
     pool_size: int = Field(
         default=32, description="HTTP connections kept open to the server: at least the threads sharing a client."
     )
@@ -100,9 +107,9 @@ class IWatchResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     def __init__(self, **data: Any) -> None:
         # Literal values are checked here, at definition time; EnvVar values when a run resolves them.
-        base_url = data.get("base_url")
-        if type(base_url) is str:
-            validate_base_url(base_url)
+        for name in ("base_url", "public_url"):
+            if type(data.get(name)) is str:
+                validate_base_url(data[name], name)
         literal = [name for name in ("api_key",) if type(data.get(name)) is str]
         literal += ["query_api_keys"] * any(type(v) is str for v in (data.get("query_api_keys") or {}).values())
         for name in literal:
@@ -149,6 +156,7 @@ class IWatchResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             verify=self._verify(),
             max_result_bytes=self.max_result_bytes,
             pool_size=self.pool_size,
+            public_url=self.public_url,
             logger=dg.get_dagster_logger("dagster_iwatch"),
         )
 

@@ -555,3 +555,14 @@ def test_provenance_a_query_keys_cached_answer_leaves_out_is_marked_unavailable(
     assert materialization.metadata["iwatch/query_result_id"].value == UNAVAILABLE
     assert materialization.metadata["iwatch/query_hash"].value == UNAVAILABLE
     assert materialization.metadata["dagster/row_count"].value > 0
+
+
+def test_links_point_at_the_public_url_and_runtime_is_rounded(runner: Runner) -> None:
+    resources = runner.resources(public_url="https://iwatch.example.com/org")
+    asset = build_iwatch_query_asset(12, key="tokens_public_link")
+
+    materialization = only_materialization(dg.materialize([asset], resources=resources, instance=runner.instance))
+
+    assert materialization.metadata["iwatch/query_url"].value == "https://iwatch.example.com/org/queries/12"
+    runtime = materialization.metadata["iwatch/runtime_seconds"].value
+    assert runtime == round(runtime, 3)
