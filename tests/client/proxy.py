@@ -111,22 +111,17 @@ def _handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
                 return
             self._answer(answer.status_code, relayed, answer.content)
 
-        def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        def _answer(self, status: int, headers: dict[str, str], body: bytes, sent: int | None = None) -> None:
             self.send_response(status)
             for key, value in headers.items():
                 self.send_header(key, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(body[:sent])
+            self.wfile.flush()
 
         def _reset_mid_body(self, status: int, headers: dict[str, str], body: bytes) -> None:
-            self.send_response(status)
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body[: len(body) // 2])
-            self.wfile.flush()
+            self._answer(status, headers, body, sent=len(body) // 2)
             # SO_LINGER with a zero timeout makes close() send a TCP reset instead of a clean end.
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.close_connection = True
