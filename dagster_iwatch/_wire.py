@@ -52,6 +52,10 @@ class _Options(msgspec.Struct, frozen=True):
     parameters: list[_Parameter] | None = None
 
 
+class _User(msgspec.Struct, frozen=True):
+    email: str | None = None
+
+
 class _Query(msgspec.Struct, frozen=True):
     id: int
     name: str | None = None
@@ -70,6 +74,9 @@ class _Query(msgspec.Struct, frozen=True):
     created_at: str | None = None
     updated_at: str | None = None
     api_key: str | None = None
+    user: _User | None = None
+    runtime: float | None = None
+    retrieved_at: str | None = None
 
 
 class _Job(msgspec.Struct, frozen=True):
@@ -239,6 +246,9 @@ def parse_query(data: Any, call: str) -> Query:
         updated_at=_time(wire.updated_at),
         api_key=wire.api_key,
         raw=data,
+        owner_email=wire.user.email if wire.user is not None else None,
+        runtime=wire.runtime,
+        retrieved_at=_time(wire.retrieved_at),
     )
 
 

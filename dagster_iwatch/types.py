@@ -88,7 +88,11 @@ class Parameter:
 
 @dataclass(frozen=True)
 class Query:
-    """A saved query. The query's own API key is kept out of ``repr``."""
+    """A saved query. The query's own API key is kept out of ``repr``.
+
+    ``owner_email`` is its author's email; ``runtime`` and ``retrieved_at`` describe its latest result, when
+    the server lists them (the queries list does; a single query's answer may not).
+    """
 
     id: int
     name: str
@@ -108,6 +112,9 @@ class Query:
     updated_at: datetime | None = None
     api_key: str | None = field(default=None, repr=False)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    owner_email: str | None = None
+    runtime: float | None = None
+    retrieved_at: datetime | None = None
 
     def parameter(self, name: str) -> Parameter | None:
         """The declared parameter called ``name``, or ``None``."""

@@ -154,6 +154,15 @@ def test_get_query_parses_parameters(client: IWatchClient, server: LocalServer) 
     assert server.query_api_key(1) not in repr(plain)
     assert plain.created_at is not None
     assert plain.created_at.tzinfo is not None
+    assert plain.owner_email == "admin@localhost"
+
+
+def test_the_queries_list_carries_each_querys_latest_runtime(client: IWatchClient) -> None:
+    ran = client.execute(12)
+    (listed,) = [q for q in client.list_queries() if q.id == 12]
+    assert listed.runtime is not None
+    assert listed.runtime >= 0
+    assert listed.retrieved_at == ran.retrieved_at
 
 
 def test_get_missing_query_is_not_found(client: IWatchClient) -> None:
