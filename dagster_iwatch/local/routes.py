@@ -12,7 +12,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -250,6 +250,9 @@ class RouteContext:
                 reply = await run_in_threadpool(spec.handler, call)
             except HTTPError as exc:
                 reply = exc.reply
+            except ClientDisconnect:
+                # Nobody is left to answer; uvicorn drops the connection.
+                return Response(status_code=400)
             except Exception:  # a bad request must never take the server down, and its cause must be seen
                 LOG.exception("500 on %s %s", request.method, request.url.path)
                 reply = Reply(500, {"message": MSG_INTERNAL})
