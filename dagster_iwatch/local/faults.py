@@ -54,6 +54,7 @@ class Fault:
         if not isinstance(self.path_prefix, str) or not self.path_prefix.startswith("/"):
             raise LocalServerError(f"fault path_prefix must start with '/', not {self.path_prefix!r}")
         self._rng = random.Random(self.seed)  # a test's dice, not a secret
+        self.hits = 0
 
     @classmethod
     def from_json(cls, spec: Any) -> Fault:
@@ -106,6 +107,7 @@ class Faults:
                     continue
                 if fault.share < 1.0 and fault._rng.random() >= fault.share:
                     continue
+                fault.hits += 1
                 if fault.times is not None:
                     fault.times -= 1
                     if fault.times <= 0:

@@ -216,6 +216,10 @@ class LocalServer:
         )
         self._faults.add(fault)
 
+    def faults_planned(self) -> list[tuple[dict[str, Any], int]]:
+        """The faults still planned, each as its options and how many requests it has affected so far."""
+        return [(f.to_json(), f.hits) for f in self._faults.pending()]
+
     def clear_faults(self) -> None:
         """Forget every planned fault."""
         self._faults.clear()
