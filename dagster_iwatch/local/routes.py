@@ -19,7 +19,7 @@ from starlette.routing import Route
 from dagster_iwatch.local import datasource, pages
 from dagster_iwatch.local.app import LocalApp
 from dagster_iwatch.local.faults import Fault, Faults
-from dagster_iwatch.local.queries import tags
+from dagster_iwatch.local.queries import paginate, tags
 from dagster_iwatch.local.replies import (
     MSG_BAD_REQUEST,
     MSG_EDIT_FORBIDDEN,
@@ -146,6 +146,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", "/api/queries", U, lambda c: c.app.queries.post(c.body), Body.STRICT),
     Endpoint("GET", "/api/queries/tags", U, lambda c: tags(c.app.state.store.all("queries"))),
     Endpoint("GET", "/api/queries/archive", U, lambda c: c.app.queries.list_page(c.args, archived=True)),
+    Endpoint("GET", "/api/queries/my", U, lambda c: c.app.queries.list_page(c.args)),
+    Endpoint("GET", "/api/queries/favorites", U, lambda c: Reply(200, paginate([], c.args))),
     Endpoint("GET", "/api/queries/{qid}/results", Q, lambda c: c.app.results.latest(c.qid(), "json")),
     Endpoint("GET", "/api/queries/{qid}/results.{ext}", Q, lambda c: c.app.results.latest(c.qid(), c.params["ext"])),
     Endpoint(
@@ -183,6 +185,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/api/dashboards", U, lambda c: c.app.dashboards.list_page(c.args)),
     Endpoint("POST", "/api/dashboards", U, lambda c: c.app.dashboards.post(c.body), Body.STRICT),
     Endpoint("GET", "/api/dashboards/tags", U, lambda c: tags(c.app.state.store.all("dashboards"))),
+    Endpoint("GET", "/api/dashboards/my", U, lambda c: c.app.dashboards.list_page(c.args)),
+    Endpoint("GET", "/api/dashboards/favorites", U, lambda c: Reply(200, paginate([], c.args))),
     Endpoint("GET", "/api/dashboards/{ref}", U, lambda c: c.app.dashboards.get(c.params["ref"], c.args)),
     Endpoint("POST", "/api/dashboards/{ref}", U, lambda c: c.app.dashboards.edit(c.params["ref"], c.body), Body.STRICT),
     Endpoint("DELETE", "/api/dashboards/{ref}", U, lambda c: c.app.dashboards.archive(c.params["ref"])),

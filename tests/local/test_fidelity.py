@@ -231,3 +231,18 @@ def test_invalid_json_on_results_per_flavor(api: Api, redash_api: Api) -> None:
         {"message": "The browser (or proxy) sent a request that this server could not understand."},
     )
     assert _capture("287_results_post_invalid_json_body.json")["response"]["status"] == 200
+
+
+def test_my_favorites_and_archive_lists(fresh_api: Api) -> None:
+    # Captures 234, 236, 237, 271, 272: the user's own items (all of them here), no favorites, archived queries.
+    api = fresh_api
+    empty = {"count": 0, "page": 1, "page_size": 25, "results": []}
+    assert api.get("/api/queries/favorites").json() == empty
+    assert api.get("/api/dashboards/favorites").json() == empty
+    assert api.get("/api/queries/my", params={"page_size": 2}).json()["count"] == 17
+    assert api.get("/api/dashboards/my").json()["results"][0]["slug"] == "chain-overview"
+    assert api.get("/api/queries/archive").json()["count"] == 0
+    api.delete("/api/queries/14")
+    archived = api.get("/api/queries/archive").json()
+    assert [q["id"] for q in archived["results"]] == [14]
+    assert api.get("/api/queries/my", params={"page_size": 250}).json()["count"] == 16
