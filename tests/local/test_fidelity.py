@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -246,3 +248,23 @@ def test_my_favorites_and_archive_lists(fresh_api: Api) -> None:
     archived = api.get("/api/queries/archive").json()
     assert [q["id"] for q in archived["results"]] == [14]
     assert api.get("/api/queries/my", params={"page_size": 250}).json()["count"] == 16
+
+
+def test_xlsx_without_the_extra_is_a_400_naming_the_formats(tmp_path: Path) -> None:
+    # A fresh interpreter in which XlsxWriter cannot be imported, as in an install without the xlsx extra.
+    code = (
+        "import sys, json, requests; sys.modules['xlsxwriter'] = None\n"
+        "from dagster_iwatch.local import LocalServer\n"
+        f"with LocalServer({str(tmp_path / 'd')!r}) as srv:\n"
+        "    h = {'Authorization': 'Key ' + srv.user_api_key}\n"
+        "    r = requests.post(srv.url + '/api/query_results', json={'query': 'select 1 as a', 'data_source_id': 1},"
+        " headers=h)\n"
+        "    srv.wait_for_job(r.json()['job']['id'], (3,))\n"
+        "    r = requests.get(srv.url + '/api/query_results/1.xlsx', headers=h)\n"
+        "    print(json.dumps([r.status_code, r.json()]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    status, body = json.loads(out.stdout)
+    assert status == 400
+    assert body["message"].endswith("supported formats here: json, csv, tsv")
+    assert "pip install 'dagster-iwatch[xlsx]'" in body["message"]
