@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DAGSTER_HOME ?= $(CURDIR)/.iwatch/dagster_home
 
-.PHONY: install test lint typecheck unit run serve dev bench clean
+.PHONY: install test lint typecheck unit run serve dev bench load clean
 
 # uv resolves and installs the dependency tree in seconds where pip takes minutes.
 $(STAMP): pyproject.toml
@@ -43,6 +43,10 @@ dev: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.ingest
+
+# 200 concurrent executions through one client against the local server with injected faults (loopback only).
+load: $(STAMP)
+	$(BIN)/python -m tests.load.run
 
 clean:
 	rm -rf $(VENV) .iwatch .pytest_cache .mypy_cache .ruff_cache *.egg-info

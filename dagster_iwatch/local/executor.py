@@ -18,6 +18,8 @@ from dagster_iwatch.local.store import Store
 
 PENDING, STARTED, SUCCESS, FAILURE, CANCELLED = 1, 2, 3, 4, 5
 CANCEL_MESSAGE = "Query cancelled by user."
+INJECTED_FAILURE = "Injected fault: the query failed on the server."
+JOB_FAULTS = ("hang", "fail")
 
 
 def iso_now() -> str:
@@ -39,6 +41,7 @@ class JobState:
     result_id: int | None = None
     started_at: str | None = None
     finished_at: float | None = None
+    fault: str | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
 
     def to_json(self) -> dict[str, Any]:
@@ -82,10 +85,13 @@ class Executor:
         for t in self._threads:
             t.start()
 
-    def submit(self, query_text: str, query_hash: str, data_source_id: int, query_id: int | None) -> dict[str, Any]:
+    def submit(
+        self, query_text: str, query_hash: str, data_source_id: int, query_id: int | None, fault: str | None = None
+    ) -> dict[str, Any]:
         """Queue a job for this SQL, or take the one already pending or running for it; return it as JSON.
 
         A new job is serialized before a worker can see it, so that its creator sees it pending, as on Redash.
+        An injected `fault` makes a new job ``"hang"`` (started, never finishing until cancelled) or ``"fail"``.
         """
         with self._lock:
             self._forget_expired_locked()
@@ -93,10 +99,15 @@ class Executor:
             existing = self._running.get(key)
             if existing is not None:
                 return self._jobs[existing].to_json()
-            job = JobState(str(uuid.uuid4()), query_text, query_hash, data_source_id, query_id)
+            job = JobState(str(uuid.uuid4()), query_text, query_hash, data_source_id, query_id, fault=fault)
             self._jobs[job.id] = job
             self._running[key] = job.id
             answer = job.to_json()
+            if fault == "hang":
+                # Never queued: it holds no worker, and only a cancel (or stop) ends it.
+                job.status = STARTED
+                job.started_at = iso_now()[:-1]
+                return answer
         self._queue.put(job.id)
         return answer
 
@@ -176,6 +187,11 @@ class Executor:
 
     def _run(self, conn: sqlite3.Connection, job: JobState) -> None:
         started = time.perf_counter()
+        if job.fault == "fail":
+            with self._lock:
+                if job.status == STARTED:
+                    self._finish_locked(job, FAILURE, INJECTED_FAILURE)
+            return
         try:
             decl = datasource.declared_types(conn)
             data = datasource.run_sql(conn, job.query_text, decl)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from numbers import Number
 from typing import Any
+
+from dateutil.parser import ParserError
+from dateutil.parser import parse as parse_date
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([^{}\s#^/!>&]+?)\s*\}\}")
 _COMMENTS = re.compile(r"/\*.*?\*/", re.DOTALL)
@@ -72,10 +75,17 @@ def missing(sql: str, values: Mapping[str, Any]) -> list[str]:
 
 
 def render(sql: str, definitions: Sequence[Mapping[str, Any]], values: Mapping[str, Any]) -> str:
-    """Substitute parameter values into `sql` as Redash's mustache rendering does (no escaping)."""
+    """Substitute parameter values into `sql` as Redash's mustache rendering does (no escaping).
+
+    Dates are substituted normalised (``"Feb 1 2024"`` -> ``2024-02-01``): Redash passes them raw to a database
+    that parses them loosely, while SQLite compares text.
+    """
     by_name = {str(d.get("name")): d for d in definitions}
 
     def value_text(value: Any, definition: Mapping[str, Any] | None) -> str:
+        kind = (definition or {}).get("type")
+        if kind in DATE_TYPES or kind in RANGE_TYPES:
+            return normalise_date(value, str(kind))
         if isinstance(value, list):
             opts = (definition or {}).get("multiValuesOptions") or {}
             prefix, suffix = str(opts.get("prefix", "")), str(opts.get("suffix", ""))
@@ -95,6 +105,52 @@ def render(sql: str, definitions: Sequence[Mapping[str, Any]], values: Mapping[s
         return ""
 
     return _PLACEHOLDER.sub(substitute, sql)
+
+
+def render_defaults(sql: str, definitions: Sequence[Mapping[str, Any]]) -> str:
+    """Return `sql` with each parameter's default value, or unchanged when a placeholder has none."""
+    defaults = {str(d.get("name")): d.get("value") for d in definitions if d.get("value") is not None}
+    if not definitions or missing(sql, defaults):
+        return sql
+    return render(sql, definitions, defaults)
+
+
+def saved_query_hash(sql: str, definitions: Sequence[Mapping[str, Any]]) -> str:
+    """Return the hash Redash gives a saved query: that of its text rendered with the default values.
+
+    A run with the defaults then produces the query's "latest result" (Redash v10.1.0 hashed the raw text).
+    """
+    return query_hash(render_defaults(sql, definitions))
+
+
+def normalise_date(value: Any, kind: str) -> str:
+    """Return a date or datetime value as ISO text (date types keep a time only when it is not midnight)."""
+    if not isinstance(value, str):
+        return "" if value is None else str(value)
+    try:
+        moment = _parse_date(value)
+    except ValueError:
+        return value
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    has_time = moment != datetime(moment.year, moment.month, moment.day)
+    if kind in ("date", "date-range") and not has_time:
+        return moment.strftime("%Y-%m-%d")
+    text = moment.strftime("%Y-%m-%d %H:%M:%S.%f").rstrip("0").rstrip(".")
+    if "seconds" not in kind and text.endswith(":00"):
+        text = text[:-3]
+    return text
+
+
+def _parse_date(value: str) -> datetime:
+    text = value.strip()
+    if not text:
+        raise ValueError("empty date")
+    try:
+        moment: datetime = parse_date(text)
+    except (ParserError, OverflowError) as exc:
+        raise ValueError(str(exc)) from None
+    return moment
 
 
 def _fits(definition: Mapping[str, Any] | None, value: Any, options_for_query: OptionsLookup) -> bool:
@@ -139,10 +195,11 @@ def _is_number(value: Any) -> bool:
 
 
 def _is_date(value: Any) -> bool:
-    if not isinstance(value, str) or not value.strip():
+    # As Redash: anything dateutil can read ("Feb 1 2024", "2024/02/01") is a date.
+    if not isinstance(value, str):
         return False
     try:
-        datetime.fromisoformat(value.strip())
+        _parse_date(value)
     except ValueError:
         return False
     return True

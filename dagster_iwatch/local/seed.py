@@ -7,7 +7,12 @@ import random
 import sqlite3
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dagster_iwatch.local.dashboards import Dashboards
+    from dagster_iwatch.local.queries import Queries
+    from dagster_iwatch.local.state import LocalState
 
 TOKENS = ("ETH", "USDC", "WBTC", "DAI", "LINK")
 START = date(2024, 1, 1)
@@ -17,10 +22,10 @@ _BASE_PRICE = {"ETH": 2300.0, "USDC": 1.0, "WBTC": 42000.0, "DAI": 1.0, "LINK": 
 
 _TABLES = """
 create table transfers (
-    id INTEGER primary key, block_number INTEGER, block_time TIMESTAMP, block_date DATE, token VARCHAR,
+    id INTEGER primary key, block_number INTEGER, block_time TIMESTAMP, block_date DATE, token TEXT,
     from_address VARCHAR, to_address VARCHAR, amount REAL, amount_usd REAL, is_contract BOOLEAN, note TEXT
 );
-create table prices (day DATE, token VARCHAR, price REAL);
+create table prices (day DATE, token TEXT, price REAL);
 create table transfer_meta (transfer_id INTEGER primary key, meta JSON);
 create index transfers_block_date on transfers (block_date);
 create index transfers_token on transfers (token);
@@ -231,3 +236,54 @@ SEED_QUERIES: list[tuple[str, str, list[dict[str, Any]], list[str], str]] = [
 
 DASHBOARD_NAME = "Chain overview"
 DASHBOARD_TEXT = "## Chain overview\nDaily prices and transfer volume from the local sample data."
+
+
+def seed_metadata(state: LocalState, queries: Queries, dashboards: Dashboards) -> None:
+    """Save the sample queries (ids 1..17), their charts and the dashboard, in one transaction."""
+    # One transaction, so that a crash half-way leaves no queries behind to be seeded twice.
+    with state.write_lock, state.store.transaction():
+        for name, sql, defs, tags, description in SEED_QUERIES:
+            q = queries.create(
+                {
+                    "name": name,
+                    "query": sql,
+                    "data_source_id": 1,
+                    "description": description,
+                    "options": {"parameters": defs},
+                    "tags": tags,
+                }
+            )
+            q["is_draft"] = False
+            state.store.put("queries", q)
+        dash = dashboards.create({"name": DASHBOARD_NAME})
+        dash.update(is_draft=False, tags=["chain", "overview"])
+        state.store.put("dashboards", dash)
+        charts = [
+            queries.create_visualization(
+                {
+                    "query_id": query_id,
+                    "type": "CHART",
+                    "name": name,
+                    "options": {"globalSeriesType": kind, "columnMapping": {x: "x", y: "y"}},
+                }
+            )
+            for query_id, name, kind, x, y in (
+                (15, "Daily prices", "line", "day", "price"),
+                (5, "Daily volume", "column", "block_date", "total"),
+            )
+        ]
+        for viz_id, text, pos in (
+            (charts[0]["id"], "", {"col": 0, "row": 0, "sizeX": 3, "sizeY": 8}),
+            (charts[1]["id"], "", {"col": 3, "row": 0, "sizeX": 3, "sizeY": 8}),
+            (None, DASHBOARD_TEXT, {"col": 0, "row": 8, "sizeX": 6, "sizeY": 2}),
+        ):
+            dashboards.create_widget(
+                {
+                    "dashboard_id": dash["id"],
+                    "visualization_id": viz_id,
+                    "options": {"position": pos},
+                    "width": 1,
+                    "text": text,
+                }
+            )
+        state.store.set_meta("seeded", datetime.now(UTC).isoformat())

@@ -78,7 +78,7 @@ def test_serve_subprocess(tmp_path: Path) -> None:
         base = url.group(1)
         r = requests.get(f"{base}/api/dashboards/1", headers={"Authorization": "Key cli-test-key"}, timeout=5)
         assert r.json()["slug"] == "chain-overview"
-        r = requests.get(f"{base}/api/queries/1", headers={"Authorization": f"Key {key_lines[0][1]}"}, timeout=5)
+        r = requests.get(f"{base}/api/queries/1", params={"api_key": key_lines[0][1]}, timeout=5)
         assert r.json()["name"] == "All transfers"
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -86,6 +86,40 @@ def test_serve_subprocess(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     assert "Stopped." in out
     assert (data / "metadata.sqlite").exists()
+    assert '"GET /api/dashboards/1" 200 ' in err
+    assert '"GET /api/queries/1?api_key=***" 200 ' in err
+    assert key_lines[0][1] not in err
+    assert "cli-test-key" not in err
+
+
+def test_serve_quiet_has_no_access_log(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-c", "from dagster_iwatch.cli import main; main()", "local", "serve", "--quiet"]
+    cmd += ["--port", "0", "--data", str(tmp_path / "d"), "--api-key", "k", "--fault", '{"status": 418, "times": 1}']
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        base = ""
+        for line in proc.stdout:
+            found = re.search(r"at (http://127\.0\.0\.1:\d+)", line)
+            base = found.group(1) if found else base
+            if line.startswith("Press Ctrl-C"):
+                break
+        assert requests.get(f"{base}/api/jobs/x", headers={"Authorization": "Key k"}, timeout=5).status_code == 418
+        assert requests.get(f"{base}/api/jobs/x", headers={"Authorization": "Key k"}, timeout=5).status_code == 500
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    assert "GET /api/jobs/x" not in err
+
+
+def test_bad_fault_option_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["local", "serve", "--data", str(tmp_path / "d"), "--fault", "{nope"])
+    assert result.exit_code == 2
+    assert "Invalid value for --fault: not JSON" in result.output
+    result = CliRunner().invoke(main, ["local", "serve", "--data", str(tmp_path / "d"), "--fault", '{"kind": "x"}'])
+    assert result.exit_code == 1
+    assert "fault kind must be one of" in result.output
 
 
 def test_local_server_imports_neither_client_nor_dagster() -> None:

@@ -65,9 +65,15 @@ def test_cancel_pending_job_never_starts(tmp_path: Path) -> None:
         assert api.get(f"/api/jobs/{pending}").json()["job"]["status"] == 5
 
 
-def test_cancel_through_query_scoped_route(api: Api) -> None:
+def test_query_scoped_cancel_is_a_500_and_the_job_runs_on(server: LocalServer, api: Api) -> None:
+    # Upstream routes DELETE /api/queries/<qid>/jobs/<id> to a handler without the query id: 500, job untouched.
     job_id = _start_slow(api, 2.2)
-    assert api.delete(f"/api/queries/11/jobs/{job_id}").status_code == 200
+    q11 = Api(server, key=server.query_api_key(11))
+    for caller in (api, q11):
+        r = caller.delete(f"/api/queries/11/jobs/{job_id}")
+        assert (r.status_code, r.json()) == (500, {"message": "Internal Server Error"})
+    assert server.job_status(job_id) in (1, 2)
+    assert api.delete(f"/api/jobs/{job_id}").status_code == 200
     assert api.get(f"/api/queries/11/jobs/{job_id}").json()["job"]["status"] == 5
 
 

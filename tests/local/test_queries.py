@@ -144,9 +144,12 @@ def test_create_edit_archive(fresh_api: Api) -> None:
     r = api.post(f"/api/queries/{q['id']}", json={"name": "Temp 2", "is_draft": False, "version": 1})
     assert r.status_code == 200
     edited = r.json()
-    assert (edited["name"], edited["is_draft"], edited["version"]) == ("Temp 2", False, 2)
+    assert (edited["name"], edited["is_draft"], edited["version"]) == ("Temp 2", False, 1)
 
-    r = api.post(f"/api/queries/{q['id']}", json={"name": "stale", "version": 1})
+    # As upstream (captures 037, 038, 052): edits keep the version, so only a version never held conflicts.
+    r = api.post(f"/api/queries/{q['id']}", json={"name": "Temp 3", "version": 1})
+    assert (r.status_code, r.json()["version"]) == (200, 1)
+    r = api.post(f"/api/queries/{q['id']}", json={"name": "stale", "version": 2})
     assert r.status_code == 409
     assert r.json()["message"].startswith("A conflict happened")
 

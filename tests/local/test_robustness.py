@@ -88,9 +88,7 @@ def test_broken_body_framing_gets_400(api: Api, head: bytes) -> None:
         answer = b""
         while chunk := sock.recv(4096):
             answer += chunk
-    status_line, _, rest = answer.partition(b"\r\n")
-    assert status_line == b"HTTP/1.1 400 Bad Request"
-    assert json.loads(rest.partition(b"\r\n\r\n")[2]) == BAD_REQUEST
+    assert answer.partition(b"\r\n")[0] == b"HTTP/1.1 400 Bad Request"
     assert api.get("/api/queries/1").status_code == 200
 
 

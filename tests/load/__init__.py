@@ -1,0 +1,1 @@
+"""Load checks, run by ``make load``; not part of ``make test``."""
