@@ -81,6 +81,9 @@ class Endpoints:
         *,
         params: Mapping[str, Any] | None = None,
         json_body: Any = None,
+        idempotent: bool | None = None,
     ) -> Any:
-        body = self._transport.request(method, path, credential, params=params, json_body=json_body)
+        body = self._transport.request(
+            method, path, credential, params=params, json_body=json_body, idempotent=idempotent
+        )
         return _wire.decode(body, f"{method} {path}")

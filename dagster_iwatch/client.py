@@ -270,7 +270,8 @@ class IWatchClient(QueryEndpoints, DashboardEndpoints):
         except (AuthError, NotFoundError):
             if qid is None or (qid not in self._query_keys and self._api_key is not None):
                 raise
-            self._json("DELETE", f"/api/queries/{qid}/jobs/{job}", self._for_query(qid))
+            # Upstream answers this route 500 whatever happens: one try, no retries on its error statuses.
+            self._json("DELETE", f"/api/queries/{qid}/jobs/{job}", self._for_query(qid), idempotent=False)
 
     def get_query_result(self, result_id: int, *, query_id: int | None = None) -> QueryResult:
         """Fetch a result by id.

@@ -233,7 +233,8 @@ def test_missing_dashboard_fails_clearly(any_runner: Runner, ref: str | int) -> 
     (failure,) = result.get_step_failure_events()
     data = failure.step_failure_data
     assert data.error is not None
-    assert f"Failure: Inverse Watch dashboard {ref!r}: NotFoundError: GET /api/dashboards/" in data.error.message
+    said = f"Failure: Inverse Watch dashboard {ref!r}: NotFoundError: dashboard {ref} does not exist or is not visible"
+    assert said in data.error.message
     assert data.user_failure_data is not None
     label = "iwatch/dashboard_id" if isinstance(ref, int) else "iwatch/dashboard_slug"
     assert data.user_failure_data.metadata[label].value == ref
