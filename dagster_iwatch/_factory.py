@@ -1,0 +1,97 @@
+"""The one piece query assets, dashboard assets and the components build on: a single-asset step that stores a table.
+
+Each factory decides what its asset is (an ``AssetSpec`` from a spec and a translator) and what its step yields; this
+module wires the two into a ``multi_asset`` the same way for all of them.
+"""
+
+import warnings
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeAlias
+
+import dagster as dg
+import pyarrow as pa
+
+from dagster_iwatch.errors import ConfigError
+from dagster_iwatch.metadata import data_version
+
+DEFAULT_IO_MANAGER_KEY = "io_manager"
+
+StepBody: TypeAlias = Callable[[dg.AssetExecutionContext, Any, dg.AssetKey, str], Iterator[Any]]
+"""What a step yields, given the context, the Inverse Watch resource, the asset key and the output name."""
+
+
+def stored(asset_spec: dg.AssetSpec) -> dg.AssetSpec:
+    """The spec with an IO manager key: ``multi_asset`` types a spec without one as Nothing, yet the table is stored."""
+    if asset_spec.metadata.get("dagster/io_manager_key"):
+        return asset_spec
+    return asset_spec.with_io_manager_key(DEFAULT_IO_MANAGER_KEY)
+
+
+def build_step(
+    asset_spec: dg.AssetSpec,
+    body: StepBody,
+    *,
+    resource_key: str,
+    check_specs: Sequence[dg.AssetCheckSpec] = (),
+    pool: str | None = None,
+    retry_policy: dg.RetryPolicy | None = None,
+) -> dg.AssetsDefinition:
+    """An asset definition of one stored asset whose step runs ``body`` with the Inverse Watch resource.
+
+    Built from the spec itself, so every attribute a translator sets (code version, freshness, deps...) is kept.
+    """
+    asset_spec = stored(asset_spec)
+    key = asset_spec.key
+    output_name = key.to_python_identifier()
+
+    @dg.multi_asset(
+        name=output_name,
+        specs=[asset_spec],
+        check_specs=list(check_specs),
+        required_resource_keys={resource_key},
+        pool=pool,
+        retry_policy=retry_policy,
+    )
+    def _asset(context: dg.AssetExecutionContext) -> Iterator[Any]:
+        yield from body(context, getattr(context.resources, resource_key), key, output_name)
+
+    return _asset
+
+
+def table_output(table: pa.Table, output_name: str, metadata: Mapping[str, Any]) -> dg.Output[pa.Table]:
+    """The step's output: the table, its metadata, and a data version from its content."""
+    with warnings.catch_warnings():
+        # Output(data_version=...) is marked beta, yet it is the documented way to version a result.
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return dg.Output(table, output_name, metadata=dict(metadata), data_version=data_version(table))
+
+
+def check_names(checks: Collection[str], known: Mapping[str, str], what: str = "asset checks") -> list[str]:
+    """The check names, sorted and without repeats.
+
+    Raises:
+        ConfigError: ``checks`` is a single string, or names a check not in ``known``.
+    """
+    if isinstance(checks, str):
+        raise ConfigError(f"checks must be a list of check names, e.g. [{checks!r}], not a string")
+    unknown = set(checks) - set(known)
+    if unknown:
+        raise ConfigError(f"unknown {what} {sorted(unknown)}; choose from {sorted(known)}")
+    return sorted(set(checks))
+
+
+def unique_keys(assets: Iterable[dg.AssetsDefinition | dg.AssetSpec], what: str = "query specs") -> None:
+    """Refuse two assets with one key, in one pass.
+
+    Raises:
+        ConfigError: Several assets share a key; the message lists the keys.
+    """
+    seen: set[dg.AssetKey] = set()
+    duplicates: set[str] = set()
+    for asset in assets:
+        for key in asset.keys if isinstance(asset, dg.AssetsDefinition) else (asset.key,):
+            if key in seen:
+                duplicates.add(key.to_user_string())
+            seen.add(key)
+    if duplicates:
+        raise ConfigError(f"several {what} give the asset keys {sorted(duplicates)}; set distinct keys")
