@@ -158,7 +158,8 @@ class IWatchTranslator:
         return asset_spec.with_io_manager_key(spec.io_manager_key) if spec.io_manager_key else asset_spec
 
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+# Dagster takes an owner email only with a dot in its domain; another email stays in the metadata.
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _TAG_INVALID = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -199,6 +200,8 @@ def record_metadata(record: QueryRecord) -> dict[str, Any]:
         ),
         "iwatch/tags": dg.MetadataValue.json(list(record.tags)),
     }
+    if record.owner_email:
+        metadata["iwatch/owner_email"] = record.owner_email
     if record.schedule is not None:
         metadata["iwatch/schedule"] = dg.MetadataValue.json(msgspec.to_builtins(record.schedule))
     return metadata

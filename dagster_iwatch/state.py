@@ -141,7 +141,7 @@ class BrokenRecord(msgspec.Struct, frozen=True):
     error: str
 
 
-class InstanceSnapshot(msgspec.Struct, frozen=True, omit_defaults=True):
+class InstanceSnapshot(msgspec.Struct, frozen=True):
     """An instance's queries and dashboards at one moment, as stored in a snapshot file."""
 
     base_url: str
