@@ -129,7 +129,7 @@ def test_a_dashboard_that_fails_is_recorded_and_skipped(server: LocalServer) -> 
 def test_a_snapshot_of_another_version_or_no_snapshot_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "snapshot.json"
     path.write_bytes(msgspec.json.encode({"version": SNAPSHOT_VERSION + 1, "base_url": "x", "fetched_at": "y"}))
-    with pytest.raises(SnapshotError, match="format version 2.*refresh it"):
+    with pytest.raises(SnapshotError, match=r"format version 2.*refresh it"):
         read_snapshot(path)
     path.write_text("not json")
     with pytest.raises(SnapshotError, match="not an Inverse Watch snapshot"):
