@@ -15,7 +15,7 @@ import dagster as dg
 import msgspec
 
 from dagster_iwatch import checks as asset_checks
-from dagster_iwatch._factory import build_step, table_output, unique_keys
+from dagster_iwatch._factory import Member, build_step, table_output, unique_keys
 from dagster_iwatch.errors import (
     APIError,
     ConfigError,
@@ -337,16 +337,30 @@ def build_query_step(spec: IWatchQuerySpec, asset_spec: dg.AssetSpec, resource_k
     Raises:
         ConfigError: The translator's partitions do not fit the spec's partition parameter, or a bad check name.
     """
+    member = query_member(spec, asset_spec)
+    return build_step(
+        member.asset_spec,
+        member.body,
+        resource_key=resource_key,
+        check_specs=member.check_specs,
+        pool=spec.pool,
+        retry_policy=spec.retry_policy,
+    )
+
+
+def query_member(spec: IWatchQuerySpec, asset_spec: dg.AssetSpec) -> Member:
+    """A query spec as one asset of a step: its asset spec, its materialization and its checks.
+
+    Raises:
+        ConfigError: The translator's partitions do not fit the spec's partition parameter, or a bad check name.
+    """
     if asset_spec.partitions_def != spec.partitions_def:
         spec = replace(spec, partitions_def=asset_spec.partitions_def)
         check_partition_parameter(spec.partitions_def, spec.partition_parameter)
-    return build_step(
+    return Member(
         asset_spec,
         partial(_materialize, spec=spec),
-        resource_key=resource_key,
-        check_specs=asset_checks.check_specs(asset_spec.key, spec.checks, spec.max_result_age),
-        pool=spec.pool,
-        retry_policy=spec.retry_policy,
+        asset_checks.check_specs(asset_spec.key, spec.checks, spec.max_result_age),
     )
 
 
