@@ -93,7 +93,8 @@ class IWatchWorkspaceComponent(dg.StateBackedComponent, dg.Resolvable):
             into an ``on_cron`` automation condition or a Dagster schedule.
         polling_sensor: Add the sensor that records results refreshed outside Dagster.
         resource_key: The key of the ``IWatchResource`` the assets use.
-        name_prefix: The start of the names of schedules, jobs and the sensor.
+        name_prefix: The start of the names of schedules, jobs, the sensor and the grouped steps.
+        layout: ``grouped`` (one subsettable step per partitions definition; fast to load) or ``per_query``.
         defs_state: Where the snapshot is kept (default: ``LOCAL_FILESYSTEM``).
     """
 
@@ -107,6 +108,7 @@ class IWatchWorkspaceComponent(dg.StateBackedComponent, dg.Resolvable):
     polling_sensor: bool = False
     resource_key: str = "iwatch"
     name_prefix: str = "iwatch"
+    layout: Literal["grouped", "per_query"] = "grouped"
     defs_state: ResolvedDefsStateConfig = field(default_factory=DefsStateConfigArgs.local_filesystem)
 
     @property
@@ -145,4 +147,5 @@ class IWatchWorkspaceComponent(dg.StateBackedComponent, dg.Resolvable):
             polling_sensor=self.polling_sensor,
             resource_key=self.resource_key,
             name_prefix=self.name_prefix,
+            layout=self.layout,
         )
