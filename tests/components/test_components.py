@@ -36,9 +36,9 @@ def resources() -> dg.Definitions:
 
 
 @pytest.fixture
-def sandbox(server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DefsFolderSandbox]:
-    monkeypatch.setenv("IWATCH_URL", server.url)
-    monkeypatch.setenv("IWATCH_API_KEY", server.user_api_key)
+def sandbox(seeded: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DefsFolderSandbox]:
+    monkeypatch.setenv("IWATCH_URL", seeded.url)
+    monkeypatch.setenv("IWATCH_API_KEY", seeded.user_api_key)
     monkeypatch.setenv("IWATCH_PARQUET_PATH", str(tmp_path / "parquet"))
     with create_defs_folder_sandbox() as box:
         (box.defs_folder_path / "resources.py").write_text(RESOURCES)
@@ -62,7 +62,7 @@ def asset_specs(defs: dg.Definitions) -> dict[str, dg.AssetSpec]:
 
 
 def test_workspace_component_from_yaml_with_selection_translation_and_sensor(
-    sandbox: DefsFolderSandbox, server: LocalServer
+    sandbox: DefsFolderSandbox, seeded: LocalServer
 ) -> None:
     path = sandbox.scaffold_component(IWatchWorkspaceComponent, "instance")
     scaffolded = yaml.safe_load((path / "defs.yaml").read_text())
@@ -96,13 +96,13 @@ def test_workspace_component_from_yaml_with_selection_translation_and_sensor(
     )
     with sandbox.build_all_defs() as before_refresh:
         assert asset_specs(before_refresh) == {}  # no snapshot yet: nothing, and no request
-    server.clear_requests_seen()
+    seeded.clear_requests_seen()
     refresh(sandbox, path)
-    assert ("GET", "/api/queries") in server.requests_seen
-    server.clear_requests_seen()
+    assert ("GET", "/api/queries") in seeded.requests_seen
+    seeded.clear_requests_seen()
     with sandbox.build_all_defs() as defs:
         specs = asset_specs(defs)
-        assert server.requests_seen == []
+        assert seeded.requests_seen == []
         assert set(specs) == {
             "query/iwatch/token_list",
             "query/iwatch/daily_prices",

@@ -23,7 +23,7 @@ KEYS = {
 }
 
 
-def definitions(snapshot: InstanceSnapshot, server: LocalServer, tmp_path: Path, **kwargs: object) -> dg.Definitions:
+def definitions(snapshot: InstanceSnapshot, seeded: LocalServer, tmp_path: Path, **kwargs: object) -> dg.Definitions:
     workspace = build_iwatch_workspace_definitions(
         snapshot,
         selector=IWatchQuerySelector(ids=list(KEYS)),
@@ -32,26 +32,26 @@ def definitions(snapshot: InstanceSnapshot, server: LocalServer, tmp_path: Path,
         **kwargs,  # type: ignore[arg-type]
     )
     resources = {
-        "iwatch": IWatchResource(base_url=server.url, api_key=server.user_api_key),
+        "iwatch": IWatchResource(base_url=seeded.url, api_key=seeded.user_api_key),
         "io_manager": IWatchParquetIOManager(base_path=str(tmp_path)),
     }
     return dg.Definitions.merge(workspace, dg.Definitions(resources=resources))
 
 
 def test_a_grouped_step_runs_the_selected_queries_and_a_failure_spares_the_others(
-    snapshot: InstanceSnapshot, server: LocalServer, tmp_path: Path
+    snapshot: InstanceSnapshot, seeded: LocalServer, tmp_path: Path
 ) -> None:
-    defs = definitions(snapshot, server, tmp_path)
+    defs = definitions(snapshot, seeded, tmp_path)
     (group,) = {defs.resolve_assets_def(k) for k in KEYS.values()}
     assert group.can_subset
     job = defs.resolve_implicit_global_asset_job_def()
 
-    server.clear_requests_seen()
+    seeded.clear_requests_seen()
     subset = job.execute_in_process(asset_selection=[KEYS[12]], raise_on_error=True)
     materialized = {e.asset_key for e in subset.get_asset_materialization_events()}
     assert materialized == {KEYS[12]}
     assert [c.check_name for c in subset.get_asset_check_evaluations()] == ["not_empty"]
-    assert not any("/api/queries/15" in path for _, path in server.requests_seen)
+    assert not any("/api/queries/15" in path for _, path in seeded.requests_seen)
 
     everything = job.execute_in_process(asset_selection=list(KEYS.values()), raise_on_error=False)
     assert not everything.success
@@ -61,9 +61,9 @@ def test_a_grouped_step_runs_the_selected_queries_and_a_failure_spares_the_other
 
 
 def test_per_query_layout_gives_one_step_per_query(
-    snapshot: InstanceSnapshot, server: LocalServer, tmp_path: Path
+    snapshot: InstanceSnapshot, seeded: LocalServer, tmp_path: Path
 ) -> None:
-    defs = definitions(snapshot, server, tmp_path, layout="per_query")
+    defs = definitions(snapshot, seeded, tmp_path, layout="per_query")
     assets = {defs.resolve_assets_def(k) for k in KEYS.values()}
     assert len(assets) == 3
     result = dg.materialize([defs.resolve_assets_def(KEYS[15])])

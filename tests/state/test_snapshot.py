@@ -24,9 +24,18 @@ from dagster_iwatch.state import (
 
 @pytest.fixture(scope="module")
 def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    """A server of this module's own, for tests that edit queries."""
+    """A server of this module's own: its queries are as seeded, and the tests that edit one restore it."""
     with LocalServer(tmp_path_factory.mktemp("state-local"), workers=1) as srv:
         yield srv
+
+
+@pytest.fixture
+def server(own_server: LocalServer) -> Iterator[LocalServer]:
+    """This module's server, its faults and request log cleared."""
+    own_server.clear_faults()
+    own_server.clear_requests_seen()
+    yield own_server
+    own_server.clear_faults()
 
 
 def client_of(srv: LocalServer) -> IWatchClient:
