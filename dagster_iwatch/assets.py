@@ -219,7 +219,8 @@ class _FunctionTranslator(IWatchTranslator):
         return self._function(spec, super().get_asset_spec(spec))
 
 
-def _translator(translator: TranslatorLike | None) -> IWatchTranslator:
+def as_translator(translator: TranslatorLike | None) -> IWatchTranslator:
+    """The translator to use: the default one, the one given, or one that applies the function given."""
     if translator is None:
         return IWatchTranslator()
     if isinstance(translator, IWatchTranslator):
@@ -296,7 +297,7 @@ def build_iwatch_query_asset(
             max_age=max_age,
             **spec_fields,
         )
-    return _build(spec, _translator(translator), resource_key)
+    return _build(spec, as_translator(translator), resource_key)
 
 
 def build_iwatch_query_assets(
@@ -319,7 +320,7 @@ def build_iwatch_query_assets(
     Raises:
         ConfigError: Two specs give the same asset key, or a spec is inconsistent.
     """
-    rules = _translator(translator)
+    rules = as_translator(translator)
     built = [
         _build(s if isinstance(s, IWatchQuerySpec) else IWatchQuerySpec(query_id=s), rules, resource_key) for s in specs
     ]

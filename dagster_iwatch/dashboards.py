@@ -116,7 +116,8 @@ class _FunctionTranslator(IWatchDashboardTranslator):
         return self._function(spec, super().get_asset_spec(spec))
 
 
-def _translator(translator: DashboardTranslatorLike | None) -> IWatchDashboardTranslator:
+def as_dashboard_translator(translator: DashboardTranslatorLike | None) -> IWatchDashboardTranslator:
+    """The dashboard translator to use: the default one, the one given, or one applying the function given."""
     if translator is None:
         return IWatchDashboardTranslator()
     if isinstance(translator, IWatchDashboardTranslator):
@@ -211,7 +212,7 @@ def build_iwatch_dashboard_asset(
             kinds=kinds,
             checks=checks,
         )
-    return build_dashboard_step(spec, _translator(translator).get_asset_spec(spec), resource_key)
+    return build_dashboard_step(spec, as_dashboard_translator(translator).get_asset_spec(spec), resource_key)
 
 
 def build_dashboard_step(spec: IWatchDashboardSpec, asset_spec: dg.AssetSpec, resource_key: str) -> dg.AssetsDefinition:

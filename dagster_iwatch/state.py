@@ -42,17 +42,6 @@ class ParameterRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     query_id: int | None = None
     multi_values: bool = False
 
-    def to_parameter(self) -> Parameter:
-        """The parameter as the client's value type (multi-value separators are not kept)."""
-        return Parameter(
-            name=self.name,
-            type=self.type,
-            title=self.title,
-            value=self.value,
-            enum_options=self.enum_options,
-            query_id=self.query_id,
-        )
-
 
 class ScheduleRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     """A query's refresh schedule in Inverse Watch.

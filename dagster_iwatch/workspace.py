@@ -21,18 +21,19 @@ from dagster_iwatch._factory import Member, build_group_step, build_step, unique
 from dagster_iwatch.assets import (
     IWatchQuerySpec,
     TranslatorLike,
-    _translator,
+    as_translator,
     query_member,
     snake_case,
 )
 from dagster_iwatch.dashboards import (
     DashboardTranslatorLike,
     IWatchDashboardSpec,
+    as_dashboard_translator,
     build_dashboard_step,
 )
-from dagster_iwatch.dashboards import _translator as _dashboard_translator
 from dagster_iwatch.errors import ConfigError
 from dagster_iwatch.partitions import PartitionParameter, RangeEnd
+from dagster_iwatch.sensors import build_iwatch_polling_sensor
 from dagster_iwatch.state import DashboardRecord, InstanceSnapshot, QueryRecord, read_snapshot
 
 Cadence: TypeAlias = Literal["none", "automation_condition", "schedule"]
@@ -159,7 +160,7 @@ def plan_workspace(
     found = _snapshot(snapshot)
     selector = selector or IWatchQuerySelector()
     records = [q for q in found.queries if selector.matches(q)]
-    rules = _translator(translator)
+    rules = as_translator(translator)
     by_id = {o.query_id: o for o in query_options if o.query_id is not None}
     by_tag = [o for o in query_options if o.tag is not None]
     names = _name_counts(records)
@@ -205,7 +206,7 @@ def plan_workspace(
 
     dashboard_specs: list[tuple[IWatchDashboardSpec, dg.AssetSpec]] = []
     if dashboards:
-        board_rules = _dashboard_translator(dashboard_translator)
+        board_rules = as_dashboard_translator(dashboard_translator)
         for board in found.dashboards:
             if not selector.matches_dashboard(board):
                 continue
@@ -357,10 +358,8 @@ def build_iwatch_workspace_definitions(
     assets += [build_dashboard_step(spec, asset_spec, resource_key) for spec, asset_spec in workspace.dashboards]
     schedules = cadences.schedules(scheduled, name_prefix)
     sensors = []
-    if polling_sensor:
-        from dagster_iwatch.sensors import build_iwatch_polling_sensor
-
-        watched = {spec.query_id: asset_spec.key for spec, asset_spec in workspace.queries}
+    if polling_sensor and workspace.queries:
+        watched = [asset_spec for _, asset_spec in workspace.queries]
         sensors.append(
             build_iwatch_polling_sensor(watched, name=f"{name_prefix}_polling_sensor", resource_key=resource_key)
         )

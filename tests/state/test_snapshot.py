@@ -154,3 +154,11 @@ def test_the_snapshot_file_never_holds_the_api_key(server: LocalServer, tmp_path
     assert server.user_api_key not in text
     assert all(key not in text for _, _, key in server.query_keys())
     assert isinstance(read_snapshot(tmp_path / "s.json"), InstanceSnapshot)
+
+
+def test_snapshot_of_an_upstream_redash_server_reads_its_dashboards(redash_server: LocalServer) -> None:
+    with client_of(redash_server) as client:
+        snapshot = fetch_snapshot(client)
+    board = next(d for d in snapshot.dashboards if d.slug == "chain-overview")
+    assert board.query_ids == (15, 5)
+    assert not [b for b in snapshot.broken if b.ref == "chain-overview"]
