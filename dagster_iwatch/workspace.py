@@ -300,6 +300,7 @@ def build_iwatch_workspace_definitions(
     resource_key: str = "iwatch",
     name_prefix: str = "iwatch",
     layout: Layout = "grouped",
+    step_concurrency: int = 4,
 ) -> dg.Definitions:
     """Definitions for an instance's queries and dashboards, read from a snapshot (no HTTP call).
 
@@ -318,9 +319,10 @@ def build_iwatch_workspace_definitions(
         resource_key: The key of the :class:`IWatchResource` in your Definitions.
         name_prefix: The start of the names of the schedules, jobs, sensor and grouped steps.
         layout: ``"grouped"`` (default): one subsettable asset definition per partitions definition (and pool),
-            whose step materializes the selected queries one after another; it loads in a fraction of the time,
-            which counts from hundreds of queries on. ``"per_query"``: one asset definition, so one step, per
-            query, each with its own retry policy.
+            whose step materializes the selected queries, ``step_concurrency`` at a time; it loads in a fraction
+            of the time, which counts from hundreds of queries on. ``"per_query"``: one asset definition, so one
+            step, per query, each with its own retry policy.
+        step_concurrency: In the grouped layout, how many of a step's queries run at once.
 
     Returns:
         The assets (and schedules, jobs, sensor); add the resource and IO manager (or merge with Definitions that
@@ -354,7 +356,7 @@ def build_iwatch_workspace_definitions(
                     spec.query_id,
                 )
         members.append((spec, query_member(spec, asset_spec)))
-    assets = _query_assets(members, layout, resource_key, name_prefix)
+    assets = _query_assets(members, layout, resource_key, name_prefix, step_concurrency)
     assets += [build_dashboard_step(spec, asset_spec, resource_key) for spec, asset_spec in workspace.dashboards]
     schedules = cadences.schedules(scheduled, name_prefix)
     sensors = []
@@ -367,7 +369,11 @@ def build_iwatch_workspace_definitions(
 
 
 def _query_assets(
-    members: Sequence[tuple[IWatchQuerySpec, Member]], layout: Layout, resource_key: str, name_prefix: str
+    members: Sequence[tuple[IWatchQuerySpec, Member]],
+    layout: Layout,
+    resource_key: str,
+    name_prefix: str,
+    step_concurrency: int,
 ) -> list[dg.AssetsDefinition]:
     if layout == "per_query":
         return [
@@ -392,7 +398,11 @@ def _query_assets(
         group[2].append(member)
     return [
         build_group_step(
-            f"{name_prefix}_queries" + (f"_{index}" if index else ""), grouped, resource_key=resource_key, pool=pool
+            f"{name_prefix}_queries" + (f"_{index}" if index else ""),
+            grouped,
+            resource_key=resource_key,
+            max_concurrency=step_concurrency,
+            pool=pool,
         )
         for index, (_, pool, grouped) in enumerate(groups)
     ]

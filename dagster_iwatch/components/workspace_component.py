@@ -95,6 +95,7 @@ class IWatchWorkspaceComponent(dg.StateBackedComponent, dg.Resolvable):
         resource_key: The key of the ``IWatchResource`` the assets use.
         name_prefix: The start of the names of schedules, jobs, the sensor and the grouped steps.
         layout: ``grouped`` (one subsettable step per partitions definition; fast to load) or ``per_query``.
+        step_concurrency: In the grouped layout, how many of a step's queries run at once.
         defs_state: Where the snapshot is kept (default: ``LOCAL_FILESYSTEM``).
     """
 
@@ -109,6 +110,7 @@ class IWatchWorkspaceComponent(dg.StateBackedComponent, dg.Resolvable):
     resource_key: str = "iwatch"
     name_prefix: str = "iwatch"
     layout: Literal["grouped", "per_query"] = "grouped"
+    step_concurrency: int = 4
     defs_state: ResolvedDefsStateConfig = field(default_factory=DefsStateConfigArgs.local_filesystem)
 
     @property
@@ -148,4 +150,5 @@ class IWatchWorkspaceComponent(dg.StateBackedComponent, dg.Resolvable):
             resource_key=self.resource_key,
             name_prefix=self.name_prefix,
             layout=self.layout,
+            step_concurrency=self.step_concurrency,
         )

@@ -27,7 +27,10 @@ def definitions(snapshot: InstanceSnapshot, seeded: LocalServer, tmp_path: Path,
     workspace = build_iwatch_workspace_definitions(
         snapshot,
         selector=IWatchQuerySelector(ids=list(KEYS)),
-        query_options=[IWatchQueryOptions(query_id=12, checks=["not_empty"])],
+        query_options=[
+            IWatchQueryOptions(query_id=12, checks=["not_empty"]),
+            IWatchQueryOptions(query_id=15, checks=["schema_unchanged"]),
+        ],
         dashboards=False,
         **kwargs,  # type: ignore[arg-type]
     )
@@ -53,11 +56,22 @@ def test_a_grouped_step_runs_the_selected_queries_and_a_failure_spares_the_other
     assert [c.check_name for c in subset.get_asset_check_evaluations()] == ["not_empty"]
     assert not any("/api/queries/15" in path for _, path in seeded.requests_seen)
 
-    everything = job.execute_in_process(asset_selection=list(KEYS.values()), raise_on_error=False)
-    assert not everything.success
-    assert {e.asset_key for e in everything.get_asset_materialization_events()} == {KEYS[12], KEYS[15]}
-    (failure,) = [e for e in everything.all_events if e.is_step_failure]
-    assert "iwatch/broken_query" in str(failure.step_failure_data.error)
+    with dg.DagsterInstance.ephemeral() as instance:
+        for _ in range(2):  # the second run compares the schema with the first's
+            everything = job.execute_in_process(
+                asset_selection=list(KEYS.values()), instance=instance, raise_on_error=False
+            )
+            assert not everything.success
+            materialized = {e.asset_key for e in everything.get_asset_materialization_events()}
+            assert materialized == {KEYS[12], KEYS[15]}
+            (failure,) = [e for e in everything.all_events if e.is_step_failure]
+            assert "iwatch/broken_query" in str(failure.step_failure_data.error)
+            failed = failure.step_failure_data.user_failure_data.metadata["failed_assets"]  # type: ignore[union-attr]
+            assert failed.value == ["iwatch/broken_query"]
+        checks = {c.check_name: c for c in everything.get_asset_check_evaluations()}
+        assert checks["schema_unchanged"].passed
+        assert checks["schema_unchanged"].metadata["first_materialization"].value is False
+        assert checks["not_empty"].passed
 
 
 def test_per_query_layout_gives_one_step_per_query(
@@ -68,5 +82,7 @@ def test_per_query_layout_gives_one_step_per_query(
     assert len(assets) == 3
     result = dg.materialize([defs.resolve_assets_def(KEYS[15])])
     assert [e.asset_key for e in result.get_asset_materialization_events()] == [KEYS[15]]
+    with pytest.raises(ConfigError, match="max_concurrency must be a positive integer"):
+        build_iwatch_workspace_definitions(snapshot, step_concurrency=0)
     with pytest.raises(ConfigError, match="layout must be"):
         build_iwatch_workspace_definitions(snapshot, layout="flat")  # type: ignore[arg-type]
