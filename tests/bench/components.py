@@ -1,8 +1,9 @@
 """Definition-load benchmark: a whole instance's assets from a snapshot, for 1,000 and 10,000 queries.
 
-Run with ``python -m tests.bench.components [--sizes 1000 10000] [--runs K]``. Each measurement runs in a fresh
-process (imports already warm in that process do not count), the sizes interleaved (1k, 10k, 1k, 10k...), and the
-table shows the median of each phase:
+Run with ``python -m tests.bench.components [--sizes 1000 10000] [--runs K] [--layouts grouped per_query]``.
+Each measurement runs in a fresh process (imports already warm in that process do not count), the sizes and
+layouts interleaved (A B A B...), and the table shows the median of each phase; with two layouts it also shows the
+median of the per-pair ratios of their totals:
 
 - read: the snapshot file decoded into records;
 - build: ``build_iwatch_workspace_definitions`` (selection, translator, lineage, one asset per query, dashboards);
@@ -73,7 +74,7 @@ def synthetic_snapshot(n: int) -> InstanceSnapshot:
     )
 
 
-def child(path: str) -> None:
+def child(path: str, layout: str) -> None:
     """One measurement in this fresh process; prints the phases as JSON."""
     import dagster as dg
 
@@ -84,7 +85,7 @@ def child(path: str) -> None:
     start = time.perf_counter()
     snapshot = read_snapshot(path)
     read = time.perf_counter()
-    defs = build_iwatch_workspace_definitions(snapshot)
+    defs = build_iwatch_workspace_definitions(snapshot, layout=layout)  # type: ignore[arg-type]
     built = time.perf_counter()
     repository = dg.Definitions.merge(defs, dg.Definitions(resources=resources)).get_repository_def()
     assert len(repository.asset_graph.get_all_asset_keys()) == len(snapshot.queries) + len(snapshot.dashboards)
@@ -101,29 +102,37 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--layouts", nargs="+", default=["grouped"], choices=["grouped", "per_query"])
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--layout", default="grouped", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child)
+        child(args.child, args.layout)
         return 0
-    results: dict[int, list[dict[str, float]]] = {n: [] for n in args.sizes}
+    results: dict[tuple[int, str], list[dict[str, float]]] = {(n, v): [] for n in args.sizes for v in args.layouts}
     with tempfile.TemporaryDirectory() as tmp:
         paths = {n: save_snapshot(synthetic_snapshot(n), Path(tmp) / f"snapshot-{n}.json") for n in args.sizes}
         for _ in range(args.runs):
             for n in args.sizes:
-                run = subprocess.run(
-                    [sys.executable, "-m", "tests.bench.components", "--child", str(paths[n])],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                results[n].append(json.loads(run.stdout.strip().splitlines()[-1]))
+                for layout in args.layouts:
+                    run = subprocess.run(
+                        [sys.executable, "-m", "tests.bench.components", "--child", str(paths[n]), "--layout", layout],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    )
+                    results[n, layout].append(json.loads(run.stdout.strip().splitlines()[-1]))
         sizes = {n: paths[n].stat().st_size for n in args.sizes}
-    print(f"Definitions from a snapshot: median of {args.runs} fresh processes per size (seconds)")
-    print(f"{'queries':>8} {'file':>9} " + " ".join(f"{p:>8}" for p in PHASES))
+    print(f"Definitions from a snapshot: median of {args.runs} fresh processes per size and layout (seconds)")
+    print(f"{'queries':>8} {'layout':>10} {'file':>9} " + " ".join(f"{p:>8}" for p in PHASES))
     for n in args.sizes:
-        medians = [statistics.median(r[p] for r in results[n]) for p in PHASES]
-        print(f"{n:>8} {sizes[n] / 1e6:>7.1f}MB " + " ".join(f"{m:>8.3f}" for m in medians))
+        for layout in args.layouts:
+            medians = [statistics.median(r[p] for r in results[n, layout]) for p in PHASES]
+            print(f"{n:>8} {layout:>10} {sizes[n] / 1e6:>7.1f}MB " + " ".join(f"{m:>8.3f}" for m in medians))
+        if len(args.layouts) == 2:
+            first, second = args.layouts
+            ratios = [b["total"] / a["total"] for a, b in zip(results[n, first], results[n, second], strict=True)]
+            print(f"{n:>8} total {second} / {first}: median of per-pair ratios {statistics.median(ratios):.2f}")
     return 0
 
 
