@@ -263,9 +263,8 @@ def test_a_dashboard_spec_and_a_translator_spell_the_asset_like_a_query_spec() -
     def grouped(spec: IWatchDashboardSpec, default: dg.AssetSpec) -> dg.AssetSpec:
         return default.replace_attributes(group_name=f"boards_{spec.slug_or_id}".replace("-", "_"))
 
-    asset = build_iwatch_dashboard_asset(
-        IWatchDashboardSpec("chain-overview", deps=["onchain/prices"]), translator=grouped
-    )
+    board = IWatchDashboardSpec("chain-overview", deps=[["onchain", "prices"]])
+    asset = build_iwatch_dashboard_asset(board, translator=grouped)
     (spec,) = asset.specs
     assert spec.key == dg.AssetKey(["iwatch", "dashboard_chain_overview"])
     assert spec.group_name == "boards_chain_overview"
