@@ -13,8 +13,15 @@ import pytest
 import yaml
 from dagster.components.testing import DefsFolderSandbox, create_defs_folder_sandbox
 
-from dagster_iwatch import IWatchQueryComponent, IWatchWorkspaceComponent
+from dagster_iwatch import (
+    IWatchDashboardSpec,
+    IWatchQueryComponent,
+    IWatchQuerySpec,
+    IWatchWorkspaceComponent,
+)
+from dagster_iwatch.components.models import IWatchConnectionArgs
 from dagster_iwatch.local import LocalServer
+from dagster_iwatch.state import InstanceSnapshot, save_snapshot
 
 RESOURCES = """
 import os
@@ -159,3 +166,19 @@ def test_query_component_from_yaml(sandbox: DefsFolderSandbox) -> None:
     (event,) = result.get_asset_materialization_events()
     assert event.materialization.metadata["iwatch/parameters"].value == {"token": "ETH"}
     assert result.get_asset_check_evaluations()[0].passed
+
+
+def test_a_component_subclass_translates_in_python(snapshot: InstanceSnapshot, tmp_path: Path) -> None:
+    class Teams(IWatchWorkspaceComponent):
+        def translate(self, spec: IWatchQuerySpec | IWatchDashboardSpec, asset_spec: dg.AssetSpec) -> dg.AssetSpec:
+            kind = "dashboards" if isinstance(spec, IWatchDashboardSpec) else "queries"
+            return super().translate(spec, asset_spec).replace_attributes(group_name=kind)
+
+    state = save_snapshot(snapshot, tmp_path / "state")
+    component = Teams(connection=IWatchConnectionArgs(url="https://iwatch.example.com"))
+    assert component.defs_state_config.key == "Teams[iwatch.example.com]"
+    defs = component.build_defs_from_state(None, state)  # type: ignore[arg-type]  # the context is not used
+    groups = {s.key.path[-1]: s.group_name for a in defs.assets or [] for s in a.specs}  # type: ignore[union-attr]
+    assert groups["dashboard_chain_overview"] == "dashboards"
+    assert groups["daily_prices"] == "queries"
+    assert len(groups) == 18
