@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -182,3 +183,21 @@ def test_a_component_subclass_translates_in_python(snapshot: InstanceSnapshot, t
     assert groups["dashboard_chain_overview"] == "dashboards"
     assert groups["daily_prices"] == "queries"
     assert len(groups) == 18
+
+
+def test_the_readme_yaml_reference_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    match = re.search(r"```yaml\n(type: dagster_iwatch.IWatchWorkspaceComponent\n.*?)```", readme, re.DOTALL)
+    assert match is not None
+    monkeypatch.setenv("IWATCH_URL", "https://app.inverse.watch")
+    monkeypatch.setenv("IWATCH_API_KEY", "unused")
+    with create_defs_folder_sandbox() as box:
+        path = box.defs_folder_path / "instance"
+        path.mkdir()
+        (path / "defs.yaml").write_text(match.group(1))
+        with box.build_component_tree() as tree:
+            component = tree.load_component(path)
+    assert isinstance(component, IWatchWorkspaceComponent)
+    assert component.selection.to_selector().name_pattern == "^daily"
+    assert isinstance(component.queries[0].to_options().partitions_def, dg.DailyPartitionsDefinition)
+    assert component.defs_state_config.key == "IWatchWorkspaceComponent[app.inverse.watch]"
