@@ -5,15 +5,17 @@ fetched when the asset runs; keys default to ``["iwatch", "query_<id>"]``, or de
 """
 
 import re
-import warnings
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from functools import partial
 from typing import Any, Literal, TypeAlias
 
 import dagster as dg
+import msgspec
 
 from dagster_iwatch import checks as asset_checks
+from dagster_iwatch._factory import Member, build_step, table_output, unique_keys
 from dagster_iwatch.errors import (
     APIError,
     ConfigError,
@@ -22,7 +24,7 @@ from dagster_iwatch.errors import (
     RateLimitError,
     TransportError,
 )
-from dagster_iwatch.metadata import data_version, materialization_metadata, with_file_metadata
+from dagster_iwatch.metadata import materialization_metadata, with_file_metadata
 from dagster_iwatch.partitions import (
     PartitionParameter,
     RangeEnd,
@@ -30,6 +32,7 @@ from dagster_iwatch.partitions import (
     partition_parameters,
 )
 from dagster_iwatch.resource import IWatchResource
+from dagster_iwatch.state import QueryRecord
 
 Mode: TypeAlias = Literal["execute", "cached"]
 
@@ -60,6 +63,8 @@ class IWatchQuerySpec:
         pool: A Dagster concurrency pool that limits how many of these run at once.
         retry_policy: A Dagster retry policy for the step.
         io_manager_key: The IO manager to store the table with (default: ``io_manager``).
+        record: The query as a snapshot holds it (see :mod:`dagster_iwatch.state`): the translator then gives the
+            asset the query's name, description, SQL, tags, owner and parameters, and a code version.
     """
 
     query_id: int
@@ -84,12 +89,15 @@ class IWatchQuerySpec:
     pool: str | None = None
     retry_policy: dg.RetryPolicy | None = None
     io_manager_key: str | None = None
+    record: QueryRecord | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.query_id, bool) or not isinstance(self.query_id, int) or self.query_id <= 0:
             raise ConfigError(f"query_id must be a positive integer, got {self.query_id!r}")
         if isinstance(self.max_age, bool) or not isinstance(self.max_age, int) or self.max_age < 0:
             raise ConfigError(f"max_age must be a whole number of seconds >= 0, got {self.max_age!r}")
+        if self.record is not None and self.record.id != self.query_id:
+            raise ConfigError(f"record is query {self.record.id}, the spec's query_id is {self.query_id}")
         if self.mode not in ("execute", "cached"):
             raise ConfigError(f"mode must be 'execute' or 'cached', got {self.mode!r}")
         if self.range_end not in ("inclusive", "exclusive"):
@@ -123,29 +131,80 @@ class IWatchTranslator:
     """
 
     def get_asset_key(self, spec: IWatchQuerySpec) -> dg.AssetKey:
-        """The asset key: the spec's own, else from its name, else ``["iwatch", "query_<id>"]``."""
+        """The asset key: the spec's own, else from the query's name, else ``["iwatch", "query_<id>"]``."""
         if spec.key is not None:
             return dg.AssetKey.from_coercible(spec.key)
-        if spec.name:
-            return dg.AssetKey(["iwatch", snake_case(spec.name)])
+        name = spec.name or (spec.record.name if spec.record else None)
+        if name:
+            return dg.AssetKey(["iwatch", snake_case(name)])
         return dg.AssetKey(["iwatch", f"query_{spec.query_id}"])
 
     def get_asset_spec(self, spec: IWatchQuerySpec) -> dg.AssetSpec:
-        """The asset spec for a query spec."""
-        label = f"{spec.name!r} (Inverse Watch query {spec.query_id})" if spec.name else f"query {spec.query_id}"
+        """The asset spec for a query spec; a spec with a snapshot record gets what the record tells."""
+        record = spec.record
         asset_spec = dg.AssetSpec(
             key=self.get_asset_key(spec),
-            description=spec.description or f"Result of Inverse Watch {label}, stored as Parquet.",
+            description=spec.description or _description(spec),
             group_name=spec.group_name,
-            owners=list(spec.owners),
-            tags=dict(spec.tags),
+            owners=list(spec.owners) or _owners(record),
+            tags={**(record_tags(record.tags) if record else {}), **spec.tags},
             kinds=set(spec.kinds),
-            metadata={"iwatch/query_id": spec.query_id, **spec.metadata},
+            metadata={"iwatch/query_id": spec.query_id, **(record_metadata(record) if record else {}), **spec.metadata},
             deps=list(spec.deps),
             partitions_def=spec.partitions_def,
             automation_condition=spec.automation_condition,
+            code_version=record.code_version if record else None,
         )
         return asset_spec.with_io_manager_key(spec.io_manager_key) if spec.io_manager_key else asset_spec
+
+
+# Dagster takes an owner email only with a dot in its domain; another email stays in the metadata.
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_TAG_INVALID = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def _description(spec: IWatchQuerySpec) -> str:
+    record = spec.record
+    if record is None:
+        label = f"{spec.name!r} (Inverse Watch query {spec.query_id})" if spec.name else f"query {spec.query_id}"
+        return f"Result of Inverse Watch {label}, stored as Parquet."
+    parts = [f"**{spec.name or record.name}** (Inverse Watch query {record.id})"]
+    if record.description:
+        parts.append(record.description)
+    parts.append(f"```sql\n{record.sql}\n```")
+    return "\n\n".join(parts)
+
+
+def _owners(record: QueryRecord | None) -> list[str]:
+    email = record.owner_email if record else None
+    return [email] if email and _EMAIL.match(email) else []
+
+
+def record_tags(tags: Sequence[str]) -> dict[str, str]:
+    """Inverse Watch tags as Dagster tags (``{tag: ""}``), each made a valid tag key."""
+    out = {}
+    for tag in tags:
+        name = _TAG_INVALID.sub("_", tag).strip("_.-")[:63]
+        if name:
+            out[name] = ""
+    return out
+
+
+def record_metadata(record: QueryRecord) -> dict[str, Any]:
+    """What the asset shows of a query from a snapshot: its name, parameters, schedule and SQL hash."""
+    metadata: dict[str, Any] = {
+        "iwatch/query_name": record.name,
+        "iwatch/sql_hash": record.sql_hash,
+        "iwatch/parameters": dg.MetadataValue.json(
+            [{"name": p.name, "type": p.type, "default": p.value} for p in record.parameters]
+        ),
+        "iwatch/tags": dg.MetadataValue.json(list(record.tags)),
+    }
+    if record.owner_email:
+        metadata["iwatch/owner_email"] = record.owner_email
+    if record.schedule is not None:
+        metadata["iwatch/schedule"] = dg.MetadataValue.json(msgspec.to_builtins(record.schedule))
+    return metadata
 
 
 TranslatorLike: TypeAlias = IWatchTranslator | Callable[[IWatchQuerySpec, dg.AssetSpec], dg.AssetSpec]
@@ -160,7 +219,8 @@ class _FunctionTranslator(IWatchTranslator):
         return self._function(spec, super().get_asset_spec(spec))
 
 
-def _translator(translator: TranslatorLike | None) -> IWatchTranslator:
+def as_translator(translator: TranslatorLike | None) -> IWatchTranslator:
+    """The translator to use: the default one, the one given, or one that applies the function given."""
     if translator is None:
         return IWatchTranslator()
     if isinstance(translator, IWatchTranslator):
@@ -237,7 +297,7 @@ def build_iwatch_query_asset(
             max_age=max_age,
             **spec_fields,
         )
-    return _build(spec, _translator(translator), resource_key)
+    return _build(spec, as_translator(translator), resource_key)
 
 
 def build_iwatch_query_assets(
@@ -260,50 +320,58 @@ def build_iwatch_query_assets(
     Raises:
         ConfigError: Two specs give the same asset key, or a spec is inconsistent.
     """
-    rules = _translator(translator)
+    rules = as_translator(translator)
     built = [
         _build(s if isinstance(s, IWatchQuerySpec) else IWatchQuerySpec(query_id=s), rules, resource_key) for s in specs
     ]
-    keys = [a.key for a in built]
-    duplicates = sorted({k.to_user_string() for k in keys if keys.count(k) > 1})
-    if duplicates:
-        raise ConfigError(f"several query specs give the asset keys {duplicates}; set distinct keys")
+    unique_keys(built)
     return built
 
 
 def _build(spec: IWatchQuerySpec, translator: IWatchTranslator, resource_key: str) -> dg.AssetsDefinition:
-    asset_spec = translator.get_asset_spec(spec)
-    if asset_spec.partitions_def != spec.partitions_def:
-        spec = replace(spec, partitions_def=asset_spec.partitions_def)
-        check_partition_parameter(spec.partitions_def, spec.partition_parameter)
-    if not asset_spec.metadata.get("dagster/io_manager_key"):
-        # multi_asset types the output of a spec without an IO manager key as Nothing; the table must be stored.
-        asset_spec = asset_spec.with_io_manager_key("io_manager")
-    key = asset_spec.key
-    output_name = key.to_python_identifier()
+    return build_query_step(spec, translator.get_asset_spec(spec), resource_key)
 
-    # Built from the spec itself, so every attribute a translator sets (code version, freshness...) is kept.
-    @dg.multi_asset(
-        name=output_name,
-        specs=[asset_spec],
-        check_specs=asset_checks.check_specs(key, spec.checks, spec.max_result_age),
-        required_resource_keys={resource_key},
+
+def build_query_step(spec: IWatchQuerySpec, asset_spec: dg.AssetSpec, resource_key: str) -> dg.AssetsDefinition:
+    """The asset definition of a query spec, with the asset spec its translator gave.
+
+    Raises:
+        ConfigError: The translator's partitions do not fit the spec's partition parameter, or a bad check name.
+    """
+    member = query_member(spec, asset_spec)
+    return build_step(
+        member.asset_spec,
+        member.body,
+        resource_key=resource_key,
+        check_specs=member.check_specs,
         pool=spec.pool,
         retry_policy=spec.retry_policy,
     )
-    def _asset(context: dg.AssetExecutionContext) -> Iterator[dg.Output[Any] | dg.AssetCheckResult]:
-        resource: IWatchResource = getattr(context.resources, resource_key)
-        yield from _materialize(context, resource, spec, key, output_name)
 
-    return _asset
+
+def query_member(spec: IWatchQuerySpec, asset_spec: dg.AssetSpec) -> Member:
+    """A query spec as one asset of a step: its asset spec, its materialization and its checks.
+
+    Raises:
+        ConfigError: The translator's partitions do not fit the spec's partition parameter, or a bad check name.
+    """
+    if asset_spec.partitions_def != spec.partitions_def:
+        spec = replace(spec, partitions_def=asset_spec.partitions_def)
+        check_partition_parameter(spec.partitions_def, spec.partition_parameter)
+    return Member(
+        asset_spec,
+        partial(_materialize, spec=spec),
+        asset_checks.check_specs(asset_spec.key, spec.checks, spec.max_result_age),
+    )
 
 
 def _materialize(
     context: dg.AssetExecutionContext,
     resource: IWatchResource,
-    spec: IWatchQuerySpec,
     key: dg.AssetKey,
     output_name: str,
+    *,
+    spec: IWatchQuerySpec,
 ) -> Iterator[dg.Output[Any] | dg.AssetCheckResult]:
     previous_schema = asset_checks.latest_schema(context, key) if "schema_unchanged" in spec.checks else None
     try:
@@ -328,11 +396,7 @@ def _materialize(
     metadata = materialization_metadata(
         query_id=spec.query_id, query=query, query_url=query_url, result=result, table=table, mode=spec.mode
     )
-    with warnings.catch_warnings():
-        # Output(data_version=...) is marked beta, yet it is the documented way to version a result.
-        warnings.simplefilter("ignore", dg.BetaWarning)
-        output = dg.Output(table, output_name, metadata=metadata, data_version=data_version(table))
-    yield output
+    yield table_output(table, output_name, metadata)
     yield from asset_checks.evaluate(
         key,
         spec.checks,

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from dagster_iwatch._factory import check_names
 from dagster_iwatch.errors import ConfigError
 
 _DESCRIPTIONS: dict[str, str] = {
@@ -22,14 +23,10 @@ def check_specs(key: dg.AssetKey, checks: Collection[str], max_result_age: timed
     Raises:
         ConfigError: ``checks`` is a string or names an unknown check, or ``fresh`` lacks ``max_result_age``.
     """
-    if isinstance(checks, str):
-        raise ConfigError(f"checks must be a list of check names, e.g. [{checks!r}], not a string")
-    unknown = set(checks) - set(_DESCRIPTIONS)
-    if unknown:
-        raise ConfigError(f"unknown asset checks {sorted(unknown)}; choose from {sorted(_DESCRIPTIONS)}")
-    if "fresh" in checks and max_result_age is None:
+    names = check_names(checks, _DESCRIPTIONS)
+    if "fresh" in names and max_result_age is None:
         raise ConfigError("the 'fresh' check needs max_result_age, e.g. max_result_age=timedelta(hours=6)")
-    return [dg.AssetCheckSpec(name, asset=key, description=_DESCRIPTIONS[name]) for name in sorted(set(checks))]
+    return [dg.AssetCheckSpec(name, asset=key, description=_DESCRIPTIONS[name]) for name in names]
 
 
 def evaluate(

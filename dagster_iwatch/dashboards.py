@@ -5,17 +5,20 @@ from the query assets to the dashboard, and the optional ``queries_upstream`` ch
 dashboard shows is among them.
 """
 
-import warnings
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeAlias
 
 import dagster as dg
 import pyarrow as pa
 
-from dagster_iwatch.assets import DEFAULT_KINDS, iwatch_failure, snake_case
+from dagster_iwatch._factory import build_step, check_names, table_output
+from dagster_iwatch.assets import DEFAULT_KINDS, iwatch_failure, record_tags, snake_case
 from dagster_iwatch.errors import ConfigError, IWatchError
-from dagster_iwatch.metadata import data_version, markdown_preview
+from dagster_iwatch.metadata import markdown_preview
 from dagster_iwatch.resource import IWatchResource
+from dagster_iwatch.state import DashboardRecord
 from dagster_iwatch.types import Dashboard
 
 DashboardDep: TypeAlias = (
@@ -44,8 +47,88 @@ _CHECKS: dict[str, str] = {
 }
 
 
+@dataclass(frozen=True)
+class IWatchDashboardSpec:
+    """What to build for one dashboard; the fields are those of :func:`build_iwatch_dashboard_asset`.
+
+    ``record`` is the dashboard as a snapshot holds it (see :mod:`dagster_iwatch.state`): the translator then names
+    the asset after the dashboard and gives it the dashboard's tags and URL.
+    """
+
+    slug_or_id: str | int
+    key: dg.AssetKey | str | Sequence[str] | None = None
+    deps: Sequence[DashboardDep] = ()
+    group_name: str | None = None
+    owners: Sequence[str] = ()
+    tags: Mapping[str, str] = field(default_factory=dict)
+    description: str | None = None
+    kinds: Collection[str] = DEFAULT_KINDS
+    checks: Collection[str] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    record: DashboardRecord | None = None
+
+    def __post_init__(self) -> None:
+        _check_ref(self.slug_or_id)
+        check_names(self.checks, _CHECKS, "dashboard checks")
+        if isinstance(self.deps, str):
+            raise ConfigError(f"deps must be a list of assets or asset keys, e.g. [{self.deps!r}], not a string")
+
+
+class IWatchDashboardTranslator:
+    """Turns a dashboard spec into the Dagster ``AssetSpec``. Subclass it to apply rules to every dashboard."""
+
+    def get_asset_key(self, spec: IWatchDashboardSpec) -> dg.AssetKey:
+        """The asset key: the spec's own, else ``["iwatch", "dashboard_<slug or id>"]``."""
+        if spec.key is not None:
+            return dg.AssetKey.from_coercible(spec.key)
+        return _default_key(spec.record.slug if spec.record and spec.record.slug else spec.slug_or_id)
+
+    def get_asset_spec(self, spec: IWatchDashboardSpec) -> dg.AssetSpec:
+        """The asset spec for a dashboard spec."""
+        record = spec.record
+        ref = spec.slug_or_id
+        default = f"Widgets of Inverse Watch dashboard {ref!r}, one row per widget, as Parquet."
+        if record is not None:
+            default = f"Widgets of the Inverse Watch dashboard **{record.name}**, one row per widget, as Parquet."
+        return dg.AssetSpec(
+            key=self.get_asset_key(spec),
+            description=spec.description or default,
+            group_name=spec.group_name,
+            owners=list(spec.owners),
+            tags={**(record_tags(record.tags) if record else {}), **spec.tags},
+            kinds=set(spec.kinds),
+            metadata={**_ref_metadata(ref), **spec.metadata},
+            deps=_upstream(spec.deps)[0],
+        )
+
+
+DashboardTranslatorLike: TypeAlias = (
+    IWatchDashboardTranslator | Callable[[IWatchDashboardSpec, dg.AssetSpec], dg.AssetSpec]
+)
+"""A dashboard translator, or a function of a dashboard spec and its default asset spec."""
+
+
+class _FunctionTranslator(IWatchDashboardTranslator):
+    def __init__(self, function: Callable[[IWatchDashboardSpec, dg.AssetSpec], dg.AssetSpec]) -> None:
+        self._function = function
+
+    def get_asset_spec(self, spec: IWatchDashboardSpec) -> dg.AssetSpec:
+        return self._function(spec, super().get_asset_spec(spec))
+
+
+def as_dashboard_translator(translator: DashboardTranslatorLike | None) -> IWatchDashboardTranslator:
+    """The dashboard translator to use: the default one, the one given, or one applying the function given."""
+    if translator is None:
+        return IWatchDashboardTranslator()
+    if isinstance(translator, IWatchDashboardTranslator):
+        return translator
+    if callable(translator):
+        return _FunctionTranslator(translator)
+    raise ConfigError(f"translator must be an IWatchDashboardTranslator or a function, got {type(translator).__name__}")
+
+
 def build_iwatch_dashboard_asset(
-    slug_or_id: str | int,
+    slug_or_id: str | int | IWatchDashboardSpec,
     *,
     key: dg.AssetKey | str | Sequence[str] | None = None,
     deps: Sequence[DashboardDep] = (),
@@ -56,6 +139,7 @@ def build_iwatch_dashboard_asset(
     description: str | None = None,
     kinds: Collection[str] = DEFAULT_KINDS,
     checks: Collection[str] = (),
+    translator: DashboardTranslatorLike | None = None,
 ) -> dg.AssetsDefinition:
     """Build an asset that fetches a dashboard and hands the IO manager a table of its widgets.
 
@@ -69,7 +153,8 @@ def build_iwatch_dashboard_asset(
     lists it under ``unmatched_deps``. A failed check is a warning: the lineage is incomplete, the table is right.
 
     Args:
-        slug_or_id: The dashboard's slug (``str``) or id (``int``); either works on both server flavors.
+        slug_or_id: The dashboard's slug (``str``) or id (``int``); either works on both server flavors. Or a
+            complete :class:`IWatchDashboardSpec` (then pass no other spec field).
         key: The asset key (default ``["iwatch", "dashboard_<slug in snake case>"]`` or
             ``["iwatch", "dashboard_<id>"]``).
         deps: The upstream query assets (asset definitions, specs or keys), so the lineage runs from the query
@@ -81,6 +166,8 @@ def build_iwatch_dashboard_asset(
         description: The asset's description (default: names the dashboard).
         kinds: Kinds shown in the UI (default ``{"iwatch", "parquet"}``).
         checks: Asset checks to switch on: ``"queries_upstream"``.
+        translator: Rules for the asset's attributes: an :class:`IWatchDashboardTranslator`, or a function
+            ``(dashboard_spec, default_asset_spec) -> AssetSpec``.
 
     Returns:
         The asset definition. Its value is a ``pyarrow.Table``; use :class:`IWatchParquetIOManager` to store it.
@@ -105,46 +192,60 @@ def build_iwatch_dashboard_asset(
                 },
             )
     """
-    ref = _check_ref(slug_or_id)
-    check_names = _check_names(checks)
-    upstream, query_ids = _upstream(deps)
-    asset_key = dg.AssetKey.from_coercible(key) if key is not None else _default_key(ref)
-    ref_metadata = _ref_metadata(ref)
-    # multi_asset types the output of a spec without an IO manager key as Nothing; the table must be stored.
-    asset_spec = dg.AssetSpec(
-        key=asset_key,
-        description=description or f"Widgets of Inverse Watch dashboard {ref!r}, one row per widget, as Parquet.",
-        group_name=group_name,
-        owners=list(owners),
-        tags=dict(tags or {}),
-        kinds=set(kinds),
-        metadata=ref_metadata,
-        deps=upstream,
-    ).with_io_manager_key("io_manager")
-    output_name = asset_key.to_python_identifier()
+    if isinstance(slug_or_id, IWatchDashboardSpec):
+        given: dict[str, Any] = dict(key=key, group_name=group_name, tags=tags, description=description)
+        given |= dict(deps=deps or None, owners=owners or None, checks=checks or None)
+        given |= dict(kinds=None if kinds is DEFAULT_KINDS else kinds)
+        ignored = sorted(name for name, value in given.items() if value is not None)
+        if ignored:
+            raise ConfigError(f"pass either an IWatchDashboardSpec or its fields, not both; set {ignored} on the spec")
+        spec = slug_or_id
+    else:
+        spec = IWatchDashboardSpec(
+            slug_or_id=_check_ref(slug_or_id),
+            key=key,
+            deps=deps,
+            group_name=group_name,
+            owners=owners,
+            tags=dict(tags or {}),
+            description=description,
+            kinds=kinds,
+            checks=checks,
+        )
+    return build_dashboard_step(spec, as_dashboard_translator(translator).get_asset_spec(spec), resource_key)
 
-    @dg.multi_asset(
-        name=output_name,
-        specs=[asset_spec],
-        check_specs=[dg.AssetCheckSpec(name, asset=asset_key, description=_CHECKS[name]) for name in check_names],
-        required_resource_keys={resource_key},
-    )
-    def _asset(context: dg.AssetExecutionContext) -> Iterator[dg.Output[Any] | dg.AssetCheckResult]:
-        resource: IWatchResource = getattr(context.resources, resource_key)
-        try:
-            with resource.get_client() as client:
-                dashboard = client.get_dashboard(ref)
-        except IWatchError as error:
-            raise iwatch_failure(error, ref_metadata, f"Inverse Watch dashboard {ref!r}") from error
-        table = widget_table(dashboard)
-        with warnings.catch_warnings():
-            # Output(data_version=...) is marked beta, yet it is the documented way to version a result.
-            warnings.simplefilter("ignore", dg.BetaWarning)
-            yield dg.Output(table, output_name, metadata=_metadata(dashboard, table), data_version=data_version(table))
-        if "queries_upstream" in check_names:
-            yield _queries_upstream(asset_key, dashboard, upstream, query_ids)
 
-    return _asset
+def build_dashboard_step(spec: IWatchDashboardSpec, asset_spec: dg.AssetSpec, resource_key: str) -> dg.AssetsDefinition:
+    """The asset definition of a dashboard spec, with the asset spec its translator gave."""
+    upstream, query_ids = _upstream(spec.deps)
+    check_specs = [
+        dg.AssetCheckSpec(name, asset=asset_spec.key, description=_CHECKS[name])
+        for name in check_names(spec.checks, _CHECKS, "dashboard checks")
+    ]
+    body = partial(_fetch, ref=spec.slug_or_id, checks=frozenset(spec.checks), query_ids=query_ids, upstream=upstream)
+    return build_step(asset_spec, body, resource_key=resource_key, check_specs=check_specs)
+
+
+def _fetch(
+    context: dg.AssetExecutionContext,
+    resource: IWatchResource,
+    key: dg.AssetKey,
+    output_name: str,
+    *,
+    ref: str | int,
+    checks: frozenset[str],
+    query_ids: Mapping[dg.AssetKey, int],
+    upstream: Sequence[dg.AssetDep],
+) -> Iterator[dg.Output[Any] | dg.AssetCheckResult]:
+    try:
+        with resource.get_client() as client:
+            dashboard = client.get_dashboard(ref)
+    except IWatchError as error:
+        raise iwatch_failure(error, _ref_metadata(ref), f"Inverse Watch dashboard {ref!r}") from error
+    table = widget_table(dashboard)
+    yield table_output(table, output_name, _metadata(dashboard, table))
+    if "queries_upstream" in checks:
+        yield _queries_upstream(key, dashboard, upstream, query_ids)
 
 
 def widget_table(dashboard: Dashboard) -> pa.Table:
@@ -186,15 +287,6 @@ def _check_ref(slug_or_id: Any) -> str | int:
     if isinstance(slug_or_id, str) and slug_or_id.strip():
         return slug_or_id
     raise ConfigError(f"slug_or_id must be a dashboard slug or a positive dashboard id, got {slug_or_id!r}")
-
-
-def _check_names(checks: Collection[str]) -> list[str]:
-    if isinstance(checks, str):
-        raise ConfigError(f"checks must be a list of check names, e.g. [{checks!r}], not a string")
-    unknown = set(checks) - set(_CHECKS)
-    if unknown:
-        raise ConfigError(f"unknown dashboard checks {sorted(unknown)}; choose from {sorted(_CHECKS)}")
-    return sorted(set(checks))
 
 
 def _default_key(ref: str | int) -> dg.AssetKey:

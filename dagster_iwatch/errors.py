@@ -267,3 +267,7 @@ class MissingParquetError(IWatchError, FileNotFoundError):
 
 class UnsupportedOutputError(IWatchError, TypeError):
     """An asset handed the Parquet IO manager something other than a ``pyarrow.Table`` or a DataFrame."""
+
+
+class SnapshotError(IWatchError):
+    """An instance snapshot is missing, unreadable or of another format version, or a record in it is malformed."""

@@ -84,12 +84,16 @@ def iwatch_resource() -> IWatchResource:
     return IWatchResource(base_url=LOCAL_URL, api_key=LOCAL_API_KEY)
 
 
-defs = dg.Definitions(
-    assets=[transfers, daily_volume, prices, token_totals, chain_overview],
-    jobs=[daily_volume_job],
-    schedules=[daily_volume_schedule],
-    resources={
-        "iwatch": iwatch_resource(),
-        "io_manager": IWatchParquetIOManager(base_path=os.getenv("IWATCH_PARQUET_PATH", DEFAULT_PARQUET_PATH)),
-    },
+# The hand-written definitions above, and the component-based ones in defs/ (see defs/instance/defs.yaml).
+defs = dg.Definitions.merge(
+    dg.Definitions(
+        assets=[transfers, daily_volume, prices, token_totals, chain_overview],
+        jobs=[daily_volume_job],
+        schedules=[daily_volume_schedule],
+        resources={
+            "iwatch": iwatch_resource(),
+            "io_manager": IWatchParquetIOManager(base_path=os.getenv("IWATCH_PARQUET_PATH", DEFAULT_PARQUET_PATH)),
+        },
+    ),
+    dg.load_from_defs_folder(project_root=Path(__file__).resolve().parent.parent),
 )

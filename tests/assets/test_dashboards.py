@@ -255,3 +255,29 @@ def test_missing_dashboard_fails_clearly(any_runner: Runner, ref: str | int) -> 
 def test_bad_arguments_raise_config_error(args: tuple[Any, ...], kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         build_iwatch_dashboard_asset(*args, **kwargs)
+
+
+def test_a_dashboard_spec_and_a_translator_spell_the_asset_like_a_query_spec() -> None:
+    from dagster_iwatch import IWatchDashboardSpec, IWatchDashboardTranslator, build_iwatch_dashboard_asset
+    from dagster_iwatch.errors import ConfigError
+
+    def grouped(spec: IWatchDashboardSpec, default: dg.AssetSpec) -> dg.AssetSpec:
+        return default.replace_attributes(group_name=f"boards_{spec.slug_or_id}".replace("-", "_"))
+
+    board = IWatchDashboardSpec("chain-overview", deps=[["onchain", "prices"]])
+    asset = build_iwatch_dashboard_asset(board, translator=grouped)
+    (spec,) = asset.specs
+    assert spec.key == dg.AssetKey(["iwatch", "dashboard_chain_overview"])
+    assert spec.group_name == "boards_chain_overview"
+    assert [d.asset_key for d in spec.deps] == [dg.AssetKey(["onchain", "prices"])]
+
+    class Prefixed(IWatchDashboardTranslator):
+        def get_asset_key(self, spec: IWatchDashboardSpec) -> dg.AssetKey:
+            return super().get_asset_key(spec).with_prefix("bi")
+
+    prefixed = build_iwatch_dashboard_asset(IWatchDashboardSpec(3), translator=Prefixed())
+    assert prefixed.key == dg.AssetKey(["bi", "iwatch", "dashboard_3"])
+    with pytest.raises(ConfigError, match="either an IWatchDashboardSpec or its fields"):
+        build_iwatch_dashboard_asset(IWatchDashboardSpec(3), group_name="x")
+    with pytest.raises(ConfigError, match="unknown dashboard checks"):
+        IWatchDashboardSpec(3, checks=["nope"])
