@@ -11,7 +11,7 @@ import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -153,22 +153,12 @@ class InstanceSnapshot(msgspec.Struct, frozen=True):
         return f"{self.base_url}/dashboards/{dashboard.slug or dashboard.id}"
 
 
-def _wire_fields(query: Query) -> tuple[str | None, str | None]:
-    """The owner's email and the latest result's time, which the list entries carry beyond ``Query``'s fields."""
-    raw = query.raw
-    user = raw.get("user")
-    email = user.get("email") if isinstance(user, Mapping) else None
-    retrieved_at = raw.get("retrieved_at")
-    return (email or None) if isinstance(email, str) else None, retrieved_at if isinstance(retrieved_at, str) else None
-
-
 def query_record(query: Query) -> QueryRecord:
     """A snapshot record of a query as the client returned it.
 
     Raises:
         SnapshotError: The query's schedule or parameters cannot be understood.
     """
-    owner_email, retrieved_at = _wire_fields(query)
     return QueryRecord(
         id=query.id,
         name=query.name,
@@ -177,14 +167,14 @@ def query_record(query: Query) -> QueryRecord:
         description=query.description or None,
         parameters=tuple(_parameter_record(p) for p in query.parameters),
         tags=tuple(query.tags),
-        owner_email=owner_email,
+        owner_email=query.owner_email or None,
         schedule=_schedule_record(query.id, query.schedule),
         is_archived=query.is_archived,
         is_draft=query.is_draft,
         data_source_id=query.data_source_id,
         version=query.version,
         latest_query_data_id=query.latest_query_data_id,
-        retrieved_at=retrieved_at,
+        retrieved_at=query.retrieved_at.isoformat() if query.retrieved_at else None,
         updated_at=query.updated_at.isoformat() if query.updated_at else None,
     )
 
