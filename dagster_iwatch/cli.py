@@ -1,4 +1,8 @@
-"""The ``iwatch`` command line."""
+"""The ``iwatch`` command line: saved queries, runs to Parquet or CSV, dashboards, and the local server.
+
+Exit codes: 0 success, 1 any other error, 2 bad usage (options, parameters, configuration), 3 the key was
+refused, 4 not found, 5 the query failed or was cancelled, 6 timeout, 7 server unreachable, 130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,39 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 
+from dagster_iwatch._cli_connection import CliError, ExitCode
+from dagster_iwatch.cli_commands import dashboards, queries, run
+from dagster_iwatch.version import __version__
 
-@click.group()
+
+class _Main(click.Group):
+    """The top-level group: an interrupt ends the process with its own exit code and one line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise CliError("interrupted (a job this command started was cancelled)", ExitCode.INTERRUPTED) from None
+
+
+@click.group(cls=_Main)
+@click.version_option(__version__, prog_name="iwatch", message="%(prog)s %(version)s")
 def main() -> None:
-    """Inverse Watch tools for Dagster."""
+    """Inverse Watch (Redash) from the command line: list and run saved queries, look at dashboards.
+
+    Commands that talk to a server take it from IWATCH_URL or --url, and the API key (a user key, or a
+    query key for that query's commands) from IWATCH_API_KEY, from --api-key-file PATH, or from standard
+    input with --api-key-file -. A key is never accepted on the command line.
+    """
+
+
+main.add_command(queries)
+main.add_command(run)
+main.add_command(dashboards)
 
 
 @main.group()
