@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 STDOUT = "-"
 _FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 _MAX_CELL = 60
+_ERASE_TO_END = "\x1b[K"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], max_cell: int | None = _MAX_CELL) -> str:
@@ -84,14 +85,20 @@ class ProgressLine:
     def __call__(self, progress: RunProgress) -> None:
         """Redraw the line for ``progress``."""
         if self.enabled:
-            click.echo(f"\r{describe_progress(progress)}\x1b[K", nl=False, err=True)
+            self._draw(f"\r{describe_progress(progress)}{_ERASE_TO_END}")
             self._drawn = True
 
     def clear(self) -> None:
         """Erase the line, so that what follows starts on a clean one."""
         if self._drawn:
-            click.echo("\r\x1b[K", nl=False, err=True)
+            self._draw(f"\r{_ERASE_TO_END}")
             self._drawn = False
+
+    @staticmethod
+    def _draw(text: str) -> None:
+        # Not click.echo: it drops escape sequences when stderr is not a terminal, even with --progress.
+        sys.stderr.write(text)
+        sys.stderr.flush()
 
 
 def output_format(target: str) -> str:
