@@ -21,7 +21,7 @@ def test_queries_list_is_a_table_of_every_query(cli: Cli) -> None:
     assert result.exit_code == 0, result.stderr
     header, *rows = result.stdout.splitlines()
     assert header.split() == ["ID", "NAME", "TAGS", "PARAMETERS"]
-    assert len(rows) == len(SEED_QUERIES)
+    assert {int(row.split()[0]) for row in rows} >= set(range(1, len(SEED_QUERIES) + 1))
     row = next(r for r in rows if r.startswith("5 "))
     assert "Daily volume in period" in row
     assert row.rstrip().endswith("period")

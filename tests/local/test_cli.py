@@ -14,6 +14,7 @@ import requests
 from click.testing import CliRunner
 
 from dagster_iwatch.cli import main
+from dagster_iwatch.local.seed import SEED_QUERIES
 
 
 def test_help_lists_local_serve() -> None:
@@ -73,7 +74,7 @@ def test_serve_subprocess(tmp_path: Path) -> None:
         assert url, text
         assert "User API key: cli-test-key" in text
         key_lines = re.findall(r"^\s+(\d+)\s+([0-9a-f]{40})\s+(.+)$", text, flags=re.MULTILINE)
-        assert [int(k[0]) for k in key_lines] == list(range(1, 18))
+        assert [int(k[0]) for k in key_lines] == list(range(1, len(SEED_QUERIES) + 1))
         assert key_lines[0][2] == "All transfers"
         base = url.group(1)
         r = requests.get(f"{base}/api/dashboards/1", headers={"Authorization": "Key cli-test-key"}, timeout=5)
