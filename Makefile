@@ -10,8 +10,9 @@ UV := $(BIN)/uv
 RUN_STAMP := $(VENV)/.stamp-run
 DEV_STAMP := $(VENV)/.stamp-dev
 TEST_STAMP := $(VENV)/.stamp-test
-# uv resolves and installs the dependency tree in seconds where pip takes minutes.
-INSTALL := $(UV) pip install -q --compile-bytecode --python $(BIN)/python
+# uv resolves and installs the dependency tree in seconds where pip takes minutes. No --compile-bytecode: Python
+# compiles the modules a command imports on first use, a fraction of the whole tree.
+INSTALL := $(UV) pip install -q --python $(BIN)/python
 DAGSTER_HOME ?= $(CURDIR)/.iwatch/dagster_home
 
 .PHONY: install test lint typecheck unit run serve dev bench clean
