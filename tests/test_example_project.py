@@ -96,3 +96,20 @@ def test_main_job_says_what_it_runs_and_lists_every_file(tmp_path: Path) -> None
         assert pq.read_metadata(path).num_rows == int(rows) > 0
     tokens = pq.read_table(next(p for n, _, p, _ in listed if n == "token_day_volume")).to_pydict()
     assert (tokens["token"], [str(d) for d in tokens["block_date"]]) == (["ETH"], ["2024-03-31"])
+
+
+def test_make_run_installs_the_package_alone_and_make_test_the_dev_extra(tmp_path: Path) -> None:
+    def planned(target: str) -> list[str]:
+        dry = subprocess.run(
+            ["make", "-n", target, f"VENV={tmp_path / 'venv'}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return [line for line in dry.stdout.splitlines() if " pip install " in line and "/uv " in line]
+
+    assert [line.split()[-1] for line in planned("run")] == ["."]
+    assert [line.split()[-1] for line in planned("dev")] == ["'.[webserver]'"]
+    assert [line.split()[-1] for line in planned("test")] == ["'.[dev]'"]
