@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import click
@@ -200,7 +202,7 @@ def run(
     if output is not None:
         output_format(output)  # a bad target fails before the query runs
     line = ProgressLine(sys.stderr.isatty() if progress is None else progress)
-    with _connected(url, api_key_file) as client:
+    with _terminate_as_interrupt(), _connected(url, api_key_file) as client:
         query = client.get_query(query_id)
         values = parse_parameter_options(query, params)
         started = time.monotonic()
@@ -218,6 +220,24 @@ def run(
         except OSError as error:
             raise CliError(f"cannot write {output}: {error.strerror or error}", ExitCode.ERROR) from None
     click.echo(_summary(result, data.num_columns, output, elapsed), err=True)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C while a query runs, so that its job is cancelled on the server either way."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave SIGTERM alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _summary(result: QueryResult, columns: int, output: str | None, elapsed: float) -> str:

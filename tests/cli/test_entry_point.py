@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from dagster_iwatch.local import LocalServer
 from dagster_iwatch.version import __version__
@@ -62,3 +67,33 @@ def test_a_reader_that_stops_early_ends_the_run_quietly(server: LocalServer) -> 
     assert code == 0, stderr
     assert "Traceback" not in stderr
     assert "Error" not in stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_run_cancels_its_job_and_exits_130(server: LocalServer, signum: int) -> None:
+    with subprocess.Popen(
+        [IWATCH, "run", "11", "-p", "seconds=60", "--progress", "--api-key-file", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=_env(server),
+    ) as process:
+        assert process.stdin is not None
+        assert process.stderr is not None
+        process.stdin.write(server.user_api_key.encode() + b"\n")
+        process.stdin.close()
+        seen = b""
+        deadline = time.monotonic() + 30
+        job = None
+        while job is None and time.monotonic() < deadline:
+            chunk = os.read(process.stderr.fileno(), 4096)
+            assert chunk, seen
+            seen += chunk
+            job = re.search(rb"job (\S+) started", seen)
+        assert job is not None, seen
+        process.send_signal(signum)
+        stderr = (seen + process.stderr.read()).decode()
+        code = process.wait(timeout=30)
+    assert code == 130, stderr
+    assert stderr.rstrip().endswith("Error: interrupted; a job this command started was cancelled")
+    assert server.wait_for_job(job.group(1).decode(), (5,)) == 5
