@@ -80,10 +80,12 @@ class ProgressLine:
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
+        self.job_id: str | None = None
         self._drawn = False
 
     def __call__(self, progress: RunProgress) -> None:
-        """Redraw the line for ``progress``."""
+        """Redraw the line for ``progress``, and note the run's job."""
+        self.job_id = progress.job_id or self.job_id
         if self.enabled:
             self._draw(f"\r{describe_progress(progress)}{_ERASE_TO_END}")
             self._drawn = True

@@ -26,7 +26,7 @@ class _Main(click.Group):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
-            raise CliError("interrupted; a job this command started was cancelled", ExitCode.INTERRUPTED) from None
+            raise CliError("interrupted", ExitCode.INTERRUPTED) from None
 
 
 @click.group(cls=_Main)

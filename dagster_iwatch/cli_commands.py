@@ -208,6 +208,10 @@ def run(
         started = time.monotonic()
         try:
             result = client.execute(query_id, values, max_age=max_age, timeout=timeout, query=query, progress=line)
+        except KeyboardInterrupt:
+            # The client asked the server to cancel the job before letting the interrupt through.
+            cancelled = f"; the server was asked to cancel job {line.job_id}" if line.job_id else ""
+            raise CliError(f"interrupted{cancelled}", ExitCode.INTERRUPTED) from None
         finally:
             line.clear()
         elapsed = time.monotonic() - started

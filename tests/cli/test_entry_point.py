@@ -95,5 +95,6 @@ def test_an_interrupted_run_cancels_its_job_and_exits_130(server: LocalServer, s
         stderr = (seen + process.stderr.read()).decode()
         code = process.wait(timeout=30)
     assert code == 130, stderr
-    assert stderr.rstrip().endswith("Error: interrupted; a job this command started was cancelled")
-    assert server.wait_for_job(job.group(1).decode(), (5,)) == 5
+    job_id = job.group(1).decode()
+    assert stderr.rstrip().endswith(f"Error: interrupted; the server was asked to cancel job {job_id}")
+    assert server.wait_for_job(job_id, (5,)) == 5
