@@ -215,7 +215,7 @@ def run(
         finally:
             line.clear()
         elapsed = time.monotonic() - started
-    data = result.to_arrow()
+        data = result.to_arrow()
     if output is None:
         echo_preview(data, limit)
     else:
@@ -235,13 +235,13 @@ def _terminate_as_interrupt() -> Iterator[None]:
 
     try:
         previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread: leave SIGTERM alone
-        yield
-        return
+    except ValueError:  # not the main thread, where only Python may set handlers: leave SIGTERM alone
+        previous = None
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _summary(result: QueryResult, columns: int, output: str | None, elapsed: float) -> str:
@@ -251,7 +251,11 @@ def _summary(result: QueryResult, columns: int, output: str | None, elapsed: flo
         origin = f"cached result{when}"
     else:
         origin = f"ran as job {result.job_id} in {seconds(elapsed)}"
-    return f"{result.row_count} rows, {columns} columns{where} ({origin})"
+    return f"{_count(result.row_count, 'row')}, {_count(columns, 'column')}{where} ({origin})"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 @click.group()

@@ -88,3 +88,18 @@ def test_dashboards_list_and_show_by_slug_or_id(cli: Cli) -> None:
     assert widgets[1].rstrip().endswith("15 Daily prices")
     assert widgets[3].split()[1] == "text"
     assert cli("dashboards", "show", "1").stdout == by_slug.stdout
+
+
+def test_queries_show_says_what_each_parameter_type_accepts(cli: Cli) -> None:
+    accepts = {
+        2: "a number",
+        3: "any text",
+        6: "a datetime 'YYYY-MM-DD HH:MM'",
+        7: "one of ETH, USDC, WBTC, DAI, LINK",
+        9: "a value from the first column of query 12's result",
+        16: "START..END, each a datetime 'YYYY-MM-DD HH:MM'",
+    }
+    for query_id, text in accepts.items():
+        out = cli("queries", "show", str(query_id)).stdout
+        parameters = out.split("Parameters:\n", 1)[1].split("Latest result:", 1)[0]
+        assert parameters.splitlines()[1].rstrip().endswith(text), (query_id, parameters)
