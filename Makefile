@@ -1,47 +1,67 @@
-# Every target creates .venv and installs the project on first use, so each is the one command to type.
+# Every target creates .venv and installs what it needs on first use, so each is the one command to type.
+# Three install levels, each with its own stamp so that a second call installs nothing:
+#   run  - the package and its runtime dependencies (make run, make serve)
+#   dev  - plus the Dagster webserver (make dev)
+#   test - plus the development tools: pytest, ruff, mypy, moto, ... (make test, make install, make bench)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+UV := $(BIN)/uv
+RUN_STAMP := $(VENV)/.stamp-run
+DEV_STAMP := $(VENV)/.stamp-dev
+TEST_STAMP := $(VENV)/.stamp-test
+# uv resolves and installs the dependency tree in seconds where pip takes minutes. No --compile-bytecode: Python
+# compiles the modules a command imports on first use, a fraction of the whole tree.
+INSTALL := $(UV) pip install -q --python $(BIN)/python
 DAGSTER_HOME ?= $(CURDIR)/.iwatch/dagster_home
 
 .PHONY: install test lint typecheck unit run serve dev bench load clean
 
-# uv resolves and installs the dependency tree in seconds where pip takes minutes.
-$(STAMP): pyproject.toml
+$(UV):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q uv
-	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e '.[dev]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv
+
+$(RUN_STAMP): pyproject.toml | $(UV)
+	$(INSTALL) -e .
 	touch $@
 
-install: $(STAMP)
+# A richer level also satisfies the levels below it.
+$(DEV_STAMP): pyproject.toml | $(UV)
+	$(INSTALL) -e '.[webserver]'
+	touch $@ $(RUN_STAMP)
 
-lint: $(STAMP)
+$(TEST_STAMP): pyproject.toml | $(UV)
+	$(INSTALL) -e '.[dev]'
+	touch $@ $(DEV_STAMP) $(RUN_STAMP)
+
+install: $(TEST_STAMP)
+
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(TEST_STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(TEST_STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck unit
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/python -m example_project.run
 
 # The local server with the key the example project uses when IWATCH_URL is not set.
-serve: $(STAMP)
+serve: $(RUN_STAMP)
 	$(BIN)/iwatch local serve --data .iwatch/local --api-key local-demo-key
 
-dev: $(STAMP)
+dev: $(DEV_STAMP)
 	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/iwatch local serve --data .iwatch/local --api-key local-demo-key & server=$$!; \
 	trap 'kill $$server' EXIT INT TERM; \
 	DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/dagster dev -m example_project.definitions
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python -m tests.bench.ingest
 
 # 200 concurrent executions through one client against the local server with injected faults (loopback only).

@@ -1,4 +1,8 @@
-"""The ``iwatch`` command line."""
+"""The ``iwatch`` command line: saved queries, runs to Parquet or CSV, dashboards, and the local server.
+
+Exit codes: 0 success, 1 any other error, 2 bad usage (options, parameters, configuration), 3 the key was
+refused, 4 not found, 5 the query failed or was cancelled, 6 timeout, 7 server unreachable, 130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,40 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 
+from dagster_iwatch._cli_connection import CliError, ExitCode
+from dagster_iwatch.cli_commands import dashboards, queries, run, snapshot
+from dagster_iwatch.version import __version__
 
-@click.group()
+
+class _Main(click.Group):
+    """The top-level group: an interrupt ends the process with its own exit code and one line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise CliError("interrupted", ExitCode.INTERRUPTED) from None
+
+
+@click.group(cls=_Main)
+@click.version_option(__version__, prog_name="iwatch", message="%(prog)s %(version)s")
 def main() -> None:
-    """Inverse Watch tools for Dagster."""
+    """Inverse Watch (Redash) from the command line: list and run saved queries, look at dashboards.
+
+    Commands that talk to a server take it from IWATCH_URL or --url, and the API key (a user key, or a
+    query key for that query's commands) from IWATCH_API_KEY, from --api-key-file PATH, or from standard
+    input with --api-key-file -. A key is never accepted on the command line.
+    """
+
+
+main.add_command(queries)
+main.add_command(run)
+main.add_command(dashboards)
+main.add_command(snapshot)
 
 
 @main.group()
@@ -71,7 +102,7 @@ def serve(
     faults: tuple[str, ...],
     quiet: bool,
 ) -> None:
-    """Serve the local server until Ctrl-C, after printing its URL and API keys."""
+    """Serve the local server until Ctrl-C, after printing its URL and where its API keys are."""
     from dagster_iwatch.local import LocalServer, LocalServerError
 
     try:
@@ -105,10 +136,7 @@ def serve(
     try:
         click.echo(f"Inverse Watch local server ({flavor}) at {srv.url}")
         click.echo(f"Data folder: {data_dir.resolve()}")
-        click.echo(f"User API key: {srv.user_api_key}")
-        click.echo("Query API keys:")
-        for query_id, name, key in srv.query_keys():
-            click.echo(f"  {query_id:>3}  {key}  {name}")
+        click.echo(f"API keys (user, then each query's): {_write_keys(srv, data_dir)}")
         click.echo(f"Pages: {srv.url}/queries/1 and {srv.url}/dashboard/chain-overview")
         click.echo("Press Ctrl-C to stop.", nl=True)
         while not stop.wait(0.5):
@@ -119,6 +147,17 @@ def serve(
         signal.signal(signal.SIGTERM, previous)
         srv.stop()
         click.echo("Stopped.")
+
+
+def _write_keys(srv: Any, data_dir: Path) -> Path:
+    """Write the server's keys to a file only its owner can read; the terminal never shows a key."""
+    path = (data_dir / "api-keys.txt").resolve()
+    lines = [f"user {srv.user_api_key}"]
+    lines += [f"query {query_id} {key} {name}" for query_id, name, key in srv.query_keys()]
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def _log_to_stderr(*, access: bool) -> None:

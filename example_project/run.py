@@ -8,10 +8,9 @@ Without ``IWATCH_URL`` it starts the local Inverse Watch server (data in ``IWATC
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -19,7 +18,8 @@ import dagster as dg
 from example_project import LOCAL_API_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
-LAST_PARTITIONS = 3
+LAST_DAYS = 2
+SAMPLE_COIN = "ETH"
 
 
 @contextlib.contextmanager
@@ -40,8 +40,34 @@ def inverse_watch() -> Iterator[str]:
             del os.environ["IWATCH_URL"], os.environ["IWATCH_API_KEY"]
 
 
+def plan() -> list[tuple[Sequence[dg.AssetsDefinition], str | None]]:
+    """The runs to make: one per partition of the partitioned assets, then one for the other assets."""
+    from example_project import definitions as d
+
+    days = d.daily.get_partition_keys()[-LAST_DAYS:]
+    runs: list[tuple[Sequence[dg.AssetsDefinition], str | None]] = [([d.daily_volume], day) for day in days]
+    runs.append(([d.token_transfers], SAMPLE_COIN))
+    runs.append(([d.token_day_volume], str(dg.MultiPartitionKey({"day": days[-1], "token": SAMPLE_COIN}))))
+    runs.append(([d.transfers, d.prices, d.token_totals, d.chain_overview], None))
+    return runs
+
+
+def describe(runs: list[tuple[Sequence[dg.AssetsDefinition], str | None]]) -> str:
+    """What the runs materialize, e.g. ``daily_volume [2024-03-30], ..., then transfers, prices``."""
+    partitioned: dict[str, list[str]] = {}
+    rest: list[str] = []
+    for assets, partition in runs:
+        names = [asset.key.path[-1] for asset in assets]
+        if partition is None:
+            rest += names
+        else:
+            partitioned.setdefault(names[0], []).append(partition)
+    parts = [f"{name} [{', '.join(keys)}]" for name, keys in partitioned.items()]
+    return f"{len(runs)} runs: {', '.join(parts)}, then {', '.join(rest)}"
+
+
 def main() -> int:
-    """Materialize the plain assets and the last partitions of the daily one; print each file's path and rows."""
+    """Materialize a sample of every asset; print each Parquet file with its rows, and the assets without one."""
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(ROOT / ".iwatch" / "dagster_home")))
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
@@ -50,30 +76,38 @@ def main() -> int:
         print(f"Inverse Watch: {where}")
         from example_project import definitions
 
-        defs = definitions.defs
-        resources = defs.resources or {}
-        assets = [definitions.transfers, definitions.prices, definitions.token_totals, definitions.chain_overview]
-        partition_keys = definitions.daily.get_partition_keys()[-LAST_PARTITIONS:]
+        resources = definitions.defs.resources or {}
         quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+        runs = plan()
+        print(f"Materializing in {describe(runs)}")
         with dg.DagsterInstance.get() as instance:
-            run = functools.partial(dg.materialize, resources=resources, instance=instance, run_config=quiet)
-            print(f"Materializing daily_volume for {', '.join(partition_keys)}, then {len(assets)} more assets")
-            results = [run([definitions.daily_volume], partition_key=key) for key in partition_keys]
-            results.append(run(assets))
-    ok = all(r.success for r in results)
-    print("\nParquet files:")
+            results = [
+                dg.materialize(assets, partition_key=key, resources=resources, instance=instance, run_config=quiet)
+                for assets, key in runs
+            ]
+    files: list[str] = []
+    without_file: list[str] = []
     for result in results:
         for event in result.get_asset_materialization_events():
             materialization = event.materialization
+            name = materialization.asset_key.to_user_string()
             uri = materialization.metadata.get("dagster/uri")
             if uri is None:
+                without_file.append(name)
                 continue
             rows = materialization.metadata["dagster/row_count"].value
             partition = f" [{materialization.partition}]" if materialization.partition else ""
             cached = materialization.metadata.get("iwatch/from_cache")
             origin = ", cached result" if cached is not None and cached.value else ""
-            print(f"  {materialization.asset_key.to_user_string()}{partition}: {uri.value} ({rows} rows{origin})")
-    return 0 if ok else 1
+            files.append(f"  {name}{partition}: {uri.value} ({rows} row{'' if rows == 1 else 's'}{origin})")
+    print(f"\nParquet files ({len(files)}):")
+    print("\n".join(files))
+    if without_file:
+        print(f"Materialized without a file (results in the asset's metadata): {', '.join(without_file)}")
+    failed = [run.dagster_run.run_id for run in results if not run.success]
+    if failed:
+        print(f"Failed runs: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -232,6 +232,14 @@ SEED_QUERIES: list[tuple[str, str, list[dict[str, Any]], list[str], str]] = [
         ["param", "bench"],
         "n generated rows of typed columns.",
     ),
+    (
+        "Token volume on day",
+        "select block_date, token, count(*) as n, sum(amount) as total from transfers"
+        " where block_date = '{{ day }}' and token = '{{ token }}' group by block_date, token",
+        [_p("day", "Day", "date", "2024-01-01"), _p("token", "Token", "enum", "ETH", enumOptions=_TOKEN_OPTIONS)],
+        ["param", "transfers"],
+        "Transfer count and volume of one token on one day.",
+    ),
 ]
 
 DASHBOARD_NAME = "Chain overview"

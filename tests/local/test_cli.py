@@ -14,6 +14,7 @@ import requests
 from click.testing import CliRunner
 
 from dagster_iwatch.cli import main
+from dagster_iwatch.local.seed import SEED_QUERIES
 
 
 def test_help_lists_local_serve() -> None:
@@ -71,9 +72,16 @@ def test_serve_subprocess(tmp_path: Path) -> None:
         text = "".join(lines)
         url = re.search(r"at (http://127\.0\.0\.1:\d+)", text)
         assert url, text
-        assert "User API key: cli-test-key" in text
-        key_lines = re.findall(r"^\s+(\d+)\s+([0-9a-f]{40})\s+(.+)$", text, flags=re.MULTILINE)
-        assert [int(k[0]) for k in key_lines] == list(range(1, 18))
+        keys = re.search(r"API keys \(user, then each query's\): (.+)$", text, flags=re.MULTILINE)
+        assert keys, text
+        key_file = Path(keys.group(1))
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        written = key_file.read_text()
+        assert written.startswith("user cli-test-key\n")
+        key_lines = re.findall(r"^query (\d+) ([0-9a-f]{40}) (.+)$", written, flags=re.MULTILINE)
+        assert "cli-test-key" not in text
+        assert not any(key in text for _, key, _ in key_lines)
+        assert [int(k[0]) for k in key_lines] == list(range(1, len(SEED_QUERIES) + 1))
         assert key_lines[0][2] == "All transfers"
         base = url.group(1)
         r = requests.get(f"{base}/api/dashboards/1", headers={"Authorization": "Key cli-test-key"}, timeout=5)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from dagster_iwatch.local.seed import SEED_QUERIES
+
 from .helpers import Api
 
 NOT_FOUND = (
@@ -138,7 +140,7 @@ def test_create_edit_archive(fresh_api: Api) -> None:
     )
     assert r.status_code == 200
     q = r.json()
-    assert (q["id"], q["is_draft"], q["version"], q["options"]) == (18, True, 1, {"parameters": []})
+    assert (q["id"], q["is_draft"], q["version"], q["options"]) == (len(SEED_QUERIES) + 1, True, 1, {"parameters": []})
     assert q["api_key"] != api.srv.user_api_key
 
     r = api.post(f"/api/queries/{q['id']}", json={"name": "Temp 2", "is_draft": False, "version": 1})
@@ -177,7 +179,7 @@ def test_create_errors(fresh_api: Api) -> None:
     assert (r.status_code, r.json()) == (500, {"message": "Internal Server Error"})
     r = api.post("/api/queries", json={"name": "x", "query": "select 1", "data_source_id": 7})
     assert r.status_code == 500
-    assert api.get("/api/queries", params={"page_size": 250}).json()["count"] == 17
+    assert api.get("/api/queries", params={"page_size": 250}).json()["count"] == len(SEED_QUERIES)
 
 
 def test_tags(fresh_api: Api) -> None:

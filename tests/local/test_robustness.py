@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from dagster_iwatch.local import LocalServer
+from dagster_iwatch.local.seed import SEED_QUERIES
 
 from .helpers import Api
 
@@ -39,7 +40,7 @@ def test_malformed_bodies_do_not_hurt(fresh_api: Api) -> None:
     assert api.get("/api/queries/12").status_code == 200
     r = api.post("/api/queries/1/results", json={"parameters": [1, 2], "max_age": 0})
     assert r.status_code == 400
-    assert api.get("/api/queries", params={"page_size": 250}).json()["count"] == 17
+    assert api.get("/api/queries", params={"page_size": 250}).json()["count"] == len(SEED_QUERIES)
     assert api.get("/api/queries/1").json()["name"] == "All transfers"
     assert api.execute(12)["status"] == 3
 
@@ -51,7 +52,7 @@ def test_lone_surrogates_are_refused_not_stored(fresh_api: Api) -> None:
     assert (r.status_code, r.json()) == (400, BAD_REQUEST)
     r = api.post("/api/dashboards/1", data=b'{"name": "\\udfff"}', headers={"Content-Type": "application/json"})
     assert (r.status_code, r.json()) == (400, BAD_REQUEST)
-    assert api.get("/api/queries", params={"page_size": 250}).json()["count"] == 17
+    assert api.get("/api/queries", params={"page_size": 250}).json()["count"] == len(SEED_QUERIES)
     assert api.get("/api/dashboards").status_code == 200
 
 
@@ -110,7 +111,7 @@ def test_state_survives_restart(tmp_path: Path) -> None:
         assert api.result(rid)["data"]["rows"] == [{"n": 7}]
         assert api.post(f"/api/queries/{qid}/results", json={}).json()["query_result"]["id"] == rid
         assert api.get("/api/dashboards/kept-board").status_code == 200
-        assert api.get("/api/queries", params={"page_size": 250}).json()["count"] == 18
+        assert api.get("/api/queries", params={"page_size": 250}).json()["count"] == len(SEED_QUERIES) + 1
         assert api.get("/api/queries/1").json()["name"] == "All transfers"
 
 
