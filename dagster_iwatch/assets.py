@@ -16,11 +16,13 @@ import msgspec
 
 from dagster_iwatch import checks as asset_checks
 from dagster_iwatch._factory import Member, build_step, table_output, unique_keys
+from dagster_iwatch.client import IWatchClient
 from dagster_iwatch.errors import (
     APIError,
     ConfigError,
     IWatchError,
     JobTimeoutError,
+    NotFoundError,
     RateLimitError,
     TransportError,
 )
@@ -33,6 +35,7 @@ from dagster_iwatch.partitions import (
 )
 from dagster_iwatch.resource import IWatchResource
 from dagster_iwatch.state import QueryRecord
+from dagster_iwatch.types import Query, QueryResult
 
 Mode: TypeAlias = Literal["execute", "cached"]
 
@@ -107,6 +110,8 @@ class IWatchQuerySpec:
                 f"query {self.query_id}: mode='cached' reads the query's latest cached result, which has no "
                 "parameters; use mode='execute' (with max_age to reuse cached results) for parameters or partitions"
             )
+        if self.mode == "cached" and self.record is not None and self.record.parameters:
+            raise ConfigError(f"query {self.query_id} declares parameters: {CACHED_WITH_PARAMETERS}")
         check_partition_parameter(self.partitions_def, self.partition_parameter)
         if isinstance(self.partition_parameter, str):
             filled = {self.partition_parameter}
@@ -383,7 +388,7 @@ def _materialize(
         try:
             query = client.get_query(spec.query_id)
             if spec.mode == "cached":
-                result = client.get_cached_result(spec.query_id)
+                result = _cached_result(client, query)
             else:
                 values = dict(spec.parameters)
                 if spec.partition_parameter is not None:
@@ -406,6 +411,24 @@ def _materialize(
         retrieved_at=result.retrieved_at,
         max_result_age=spec.max_result_age,
     )
+
+
+#: Why mode="cached" does not suit a query that declares parameters.
+CACHED_WITH_PARAMETERS = (
+    "Inverse Watch (like Redash) keeps a latest result only for a run with the parameters' saved defaults, and "
+    "Redash v10 none at all; use mode='execute' with max_age to reuse a recent result of the values you need"
+)
+
+
+def _cached_result(client: IWatchClient, query: Query) -> QueryResult:
+    try:
+        return client.get_cached_result(query.id)
+    except NotFoundError as error:
+        if not query.parameters:
+            raise
+        failure = NotFoundError(error.status, error.method, error.path, error.server_message)
+        failure.args = (f"query {query.id} has no cached result for its parameters: {CACHED_WITH_PARAMETERS}",)
+    raise failure
 
 
 def _failure(error: IWatchError, query_id: int, query_url: str | None) -> dg.Failure:

@@ -125,22 +125,27 @@ class RateLimitError(APIError):
         self.retry_after = retry_after
 
 
+#: Stands for "no value was given" in a :class:`ParameterError`, so that ``None`` can be reported as a value.
+NO_VALUE: Any = type("NoValue", (), {"__repr__": lambda self: "NO_VALUE"})()
+
+
 class ParameterError(IWatchError, ValueError):
     """A query parameter value is unknown, missing, of the wrong type or not allowed.
 
     Attributes:
         name: The parameter's name.
-        value: The offending value (``None`` when missing).
+        value: The offending value (``None`` when none was given).
         expected: What the parameter accepts.
         problem: What is wrong with the value.
     """
 
     def __init__(self, name: str, value: Any, expected: str, problem: str = "invalid value") -> None:
         self.name = name
-        self.value = value
+        self.value = None if value is NO_VALUE else value
         self.expected = expected
         self.problem = problem
-        super().__init__(f"Parameter {name!r}: {problem} {value!r}; expected {expected}")
+        shown = "" if value is NO_VALUE else f" {value!r}"
+        super().__init__(f"Parameter {name!r}: {problem}{shown}; expected {expected}")
 
 
 class QueryExecutionError(IWatchError):

@@ -29,7 +29,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from dagster_iwatch.errors import ParameterError
+from dagster_iwatch.errors import NO_VALUE, ParameterError
 from dagster_iwatch.types import Parameter, Query
 
 __all__ = ["serialize_parameter", "serialize_parameters"]
@@ -88,7 +88,7 @@ def serialize_parameters(query: Query, values: Mapping[str, Any] | None) -> dict
                     problem="the query's default is not usable:",
                 ) from error
         else:
-            raise ParameterError(name, None, _expected(parameter), problem="no value given and no default:")
+            raise ParameterError(name, NO_VALUE, _expected(parameter), problem="no value given and no default")
     return serialized
 
 

@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeAlias
 
 import dagster as dg
 
-from dagster_iwatch.errors import ConfigError, ParameterError
+from dagster_iwatch.errors import NO_VALUE, ConfigError, ParameterError
 from dagster_iwatch.types import Parameter, Query
 
 RangeEnd: TypeAlias = Literal["inclusive", "exclusive"]
@@ -130,9 +130,9 @@ def _declared(query: Query, name: str) -> Parameter:
         declared = [p.name for p in query.parameters] or "none"
         raise ParameterError(
             name,
-            None,
-            f"one of the query's parameters: {declared}",
-            problem="the partition fills an unknown parameter",
+            NO_VALUE,
+            f"partition_parameter to name one of the query's parameters: {declared}",
+            problem="the partition would fill a parameter the query does not declare",
         )
     return parameter
 

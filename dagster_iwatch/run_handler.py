@@ -176,8 +176,10 @@ class RunHandler:
                     )
         except JobTimeoutError:
             raise
-        except BaseException:
-            self.cancel(job_id)
+        except BaseException as interruption:
+            # Ctrl-C, a run's termination or a failed poll: whoever catches it learns what became of the job.
+            fate = "was cancelled" if self.cancel(job_id) else "could not be cancelled and may still be running"
+            interruption.add_note(f"Query {self.query_id}: job {job_id} {fate} on the server")
             raise
         if job.is_cancelled:
             raise JobCancelledError(self.query_id, job_id, self._client.redact(job.error))

@@ -85,4 +85,6 @@ def test_terminating_a_run_cancels_the_remote_job(server: Any, worker_env: dict[
     assert server.job_status(job_id) == 5, output
     assert ("DELETE", f"/api/jobs/{job_id}") in server.requests_seen[before:]
     assert "success" not in output.splitlines()
+    # The step's error says what became of the remote job, not only that the run was interrupted.
+    assert f"Query 11: job {job_id} was cancelled on the server" in output
     assert not (Path(worker_env["IWATCH_PARQUET_PATH"]) / "slow.parquet").exists()

@@ -566,3 +566,16 @@ def test_links_point_at_the_public_url_and_runtime_is_rounded(runner: Runner) ->
     assert materialization.metadata["iwatch/query_url"].value == "https://iwatch.example.com/org/queries/12"
     runtime = materialization.metadata["iwatch/runtime_seconds"].value
     assert runtime == round(runtime, 3)
+
+
+def test_a_partition_parameter_the_query_lacks_is_named_in_plain_words(runner: Runner) -> None:
+    daily = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-01-03")
+    asset = build_iwatch_query_asset(5, key="wrong_parameter", partitions_def=daily, partition_parameter="perod")
+
+    result = runner.materialize([asset], partition_key="2024-01-01", raise_on_error=False)
+
+    (failure,) = result.get_step_failure_events()
+    message = failure.step_failure_data.error.message
+    assert "Parameter 'perod': the partition would fill a parameter the query does not declare" in message
+    assert "['period']" in message
+    assert "None" not in message

@@ -57,6 +57,8 @@ def run_slow_query() -> None:
     print("starting", flush=True)
     with dg.DagsterInstance.local_temp() as instance:
         result = dg.execute_job(dg.reconstructable(slow_job), instance=instance, raise_on_error=False)
+        for event in result.get_step_failure_events():
+            print("step error:", event.step_failure_data.error.to_string(), flush=True)
     print("success" if result.success else "failed", flush=True)
 
 

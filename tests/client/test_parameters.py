@@ -185,6 +185,7 @@ def test_unknown_missing_and_bad_default() -> None:
         serialize_parameters(query, {"day": "2024-01-01"})
     assert caught.value.name == "n"
     assert caught.value.value is None
+    assert str(caught.value).startswith("Parameter 'n': no value given and no default; expected a number")
     with pytest.raises(ParameterError, match="default is not usable"):
         serialize_parameters(query, {"n": 1})
 
