@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DAGSTER_HOME ?= $(CURDIR)/.iwatch/dagster_home
 
-.PHONY: install test lint typecheck unit run serve dev bench clean
+.PHONY: install test test-lowest lint typecheck unit run serve dev bench clean
 
 # uv resolves and installs the dependency tree in seconds where pip takes minutes.
 $(STAMP): pyproject.toml
@@ -41,8 +41,18 @@ dev: $(STAMP)
 	trap 'kill $$server' EXIT INT TERM; \
 	DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/dagster dev -m example_project.definitions
 
+# The suite on the lowest versions pyproject.toml allows for each direct dependency (their own dependencies at
+# their newest), in a venv of its own made afresh each time so that no newer version lingers. Not part of `test`.
+LOWEST := .venv-lowest
+test-lowest:
+	$(PYTHON) -m venv --clear $(LOWEST)
+	$(LOWEST)/bin/python -m pip install -q uv
+	$(LOWEST)/bin/uv pip install -q --compile-bytecode --python $(LOWEST)/bin/python --resolution lowest-direct -e '.[dev]'
+	$(LOWEST)/bin/uv pip freeze --python $(LOWEST)/bin/python > $(LOWEST)/versions.txt
+	$(LOWEST)/bin/pytest -p no:cacheprovider
+
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.ingest
 
 clean:
-	rm -rf $(VENV) .iwatch .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(LOWEST) .iwatch .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -206,3 +206,23 @@ class MissingParquetError(IWatchError, FileNotFoundError):
 
 class UnsupportedOutputError(IWatchError, TypeError):
     """An asset handed the Parquet IO manager something other than a ``pyarrow.Table`` or a DataFrame."""
+
+
+class BasePathError(ConfigError):
+    """The Parquet IO manager's ``base_path`` cannot be created or written to; found when the IO manager is set up.
+
+    Attributes:
+        base_path: The folder or URL, without credentials.
+        reason: What went wrong.
+    """
+
+    def __init__(self, base_path: str, reason: str) -> None:
+        self.base_path = base_path
+        self.reason = reason
+        super().__init__(
+            f"The IO manager's base_path {base_path} is not usable: {reason}. Set base_path to a folder or URL "
+            "this process can create and write files in."
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.base_path, self.reason))

@@ -74,7 +74,10 @@ def test_partitions_and_concatenation(bucket: str, moto_endpoint: str, s3_option
     manager = IWatchParquetIOManager(base_path=f"s3://{bucket}/p", storage_options=s3_options)
     for day in ["2024-03-02", "2024-03-01"]:
         assert dg.materialize([daily], partition_key=day, resources={"io_manager": manager}).success
-    assert keys(moto_endpoint, bucket) == ["p/daily/2024-03-01.parquet", "p/daily/2024-03-02.parquet"]
+    assert keys(moto_endpoint, bucket) == [
+        "p/daily.partitions/2024-03-01.parquet",
+        "p/daily.partitions/2024-03-02.parquet",
+    ]
 
     outcome = dg.materialize([daily, combined], selection=[combined.key], resources={"io_manager": manager})
     assert outcome.success
