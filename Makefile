@@ -41,14 +41,18 @@ dev: $(STAMP)
 	trap 'kill $$server' EXIT INT TERM; \
 	DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/dagster dev -m example_project.definitions
 
-# The suite on the lowest versions pyproject.toml allows for each direct dependency (their own dependencies at
-# their newest), in a venv of its own made afresh each time so that no newer version lingers. Not part of `test`.
+# Lint, types and the suite on the lowest versions pyproject.toml allows for each direct dependency (their own
+# dependencies at their newest), in a venv of its own made afresh each time so that no newer version lingers.
+# check_floors fails when a dependency did not land exactly on its bound. Not part of `test`.
 LOWEST := .venv-lowest
 test-lowest:
 	$(PYTHON) -m venv --clear $(LOWEST)
 	$(LOWEST)/bin/python -m pip install -q uv
 	$(LOWEST)/bin/uv pip install -q --compile-bytecode --python $(LOWEST)/bin/python --resolution lowest-direct -e '.[dev]'
 	$(LOWEST)/bin/python tests/check_floors.py
+	$(LOWEST)/bin/ruff check --no-cache .
+	$(LOWEST)/bin/ruff format --check --no-cache .
+	$(LOWEST)/bin/mypy --cache-dir $(LOWEST)/mypy_cache
 	$(LOWEST)/bin/pytest -p no:cacheprovider
 
 bench: $(STAMP)
