@@ -102,9 +102,7 @@ def _process_runs(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
-    except OSError:
+    except OSError:  # e.g. another user's process: it exists
         return True
     # A killed process its parent has not reaped yet still answers, as a zombie.
     if sys.platform.startswith("linux"):
