@@ -15,7 +15,7 @@ TEST_STAMP := $(VENV)/.stamp-test
 INSTALL := $(UV) pip install -q --python $(BIN)/python
 DAGSTER_HOME ?= $(CURDIR)/.iwatch/dagster_home
 
-.PHONY: install test lint typecheck unit run serve dev bench load clean
+.PHONY: install test test-lowest lint typecheck unit run serve dev bench load clean
 
 $(UV):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,12 +61,26 @@ dev: $(DEV_STAMP)
 	trap 'kill $$server' EXIT INT TERM; \
 	DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/dagster dev -m example_project.definitions
 
+# Lint, types and the suite on the lowest versions pyproject.toml allows for each direct dependency (their own
+# dependencies at their newest), in a venv of its own made afresh each time so that no newer version lingers.
+# check_floors fails when a dependency did not land exactly on its bound. Not part of `test`.
+LOWEST := .venv-lowest
+test-lowest:
+	$(PYTHON) -m venv --clear $(LOWEST)
+	$(LOWEST)/bin/python -m pip install -q uv
+	$(LOWEST)/bin/uv pip install -q --compile-bytecode --python $(LOWEST)/bin/python --resolution lowest-direct -e '.[dev]'
+	$(LOWEST)/bin/python tests/check_floors.py
+	$(LOWEST)/bin/ruff check --no-cache .
+	$(LOWEST)/bin/ruff format --check --no-cache .
+	$(LOWEST)/bin/mypy --cache-dir $(LOWEST)/mypy_cache
+	$(LOWEST)/bin/pytest -p no:cacheprovider
+
 bench: $(TEST_STAMP)
 	$(BIN)/python -m tests.bench.ingest
 
 # 200 concurrent executions through one client against the local server with injected faults (loopback only).
-load: $(STAMP)
+load: $(TEST_STAMP)
 	$(BIN)/python -m tests.load.run
 
 clean:
-	rm -rf $(VENV) .iwatch .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(LOWEST) .iwatch .pytest_cache .mypy_cache .ruff_cache *.egg-info

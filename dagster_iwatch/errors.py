@@ -276,3 +276,20 @@ class UnsupportedOutputError(IWatchError, TypeError):
 
 class SnapshotError(IWatchError):
     """An instance snapshot is missing, unreadable or of another format version, or a record in it is malformed."""
+
+
+class BasePathError(ConfigError):
+    """The Parquet IO manager's ``base_path`` cannot be created or written to; found when the IO manager is set up.
+
+    Attributes:
+        base_path: The folder or URL, without credentials.
+        reason: What went wrong.
+    """
+
+    def __init__(self, base_path: str, reason: str) -> None:
+        self.base_path = base_path
+        self.reason = reason
+        super().__init__(
+            f"The IO manager's base_path {base_path} is not usable: {reason}. Set base_path to a folder or URL "
+            "this process can create and write files in."
+        )

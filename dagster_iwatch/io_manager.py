@@ -1,35 +1,26 @@
 """Parquet IO manager: one Parquet file per asset (and partition), on a local folder or any fsspec URL.
 
-Writes are atomic. On a local filesystem the file is written to a hidden temporary file in the same
-folder, flushed to disk and renamed over the final name with :func:`os.replace`. On an object store
-(``s3://``, ``gs://``, ``az://``...) the file is written to a local temporary file first and uploaded
-with one ``put`` to the final key: the store makes an object visible only once its upload completed,
-so a failed or killed upload leaves the previous object as it was. That staging file lives in the
-system's temporary folder (``TMPDIR``), which needs room for the largest file.
+Where each value goes is :mod:`dagster_iwatch.parquet_paths`; how a file is written atomically and read back
+is :mod:`dagster_iwatch.parquet_files`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import glob
 import os
-import tempfile
-import time
 import typing
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from dagster import (
     ConfigurableIOManagerFactory,
     EnvVar,
     InitResourceContext,
     InputContext,
     MetadataValue,
+    MultiPartitionKey,
+    MultiPartitionsDefinition,
     OutputContext,
     StaticPartitionsDefinition,
     TimeWindowPartitionsDefinition,
@@ -37,7 +28,15 @@ from dagster import (
 )
 from pydantic import Field
 
-from dagster_iwatch.errors import ConfigError, IWatchError, MissingParquetError, UnsupportedOutputError
+from dagster_iwatch.errors import (
+    BasePathError,
+    ConfigError,
+    IWatchError,
+    MissingParquetError,
+    UnsupportedOutputError,
+)
+from dagster_iwatch.parquet_files import check_base_path, display_uri, is_local, read_parquet, write_parquet_atomic
+from dagster_iwatch.parquet_paths import asset_relative_path, legacy_asset_relative_path, op_output_relative_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_BASE_PATH",
+    "BasePathError",
     "IWatchParquetIOManager",
     "MissingParquetError",
     "ParquetUPathIOManager",
@@ -58,142 +58,8 @@ __all__ = [
 DEFAULT_BASE_PATH = "./.iwatch/parquet"
 """Where files go when ``base_path`` is not set; relative paths resolve against the working directory."""
 
-_LOCAL_PROTOCOLS = frozenset({"", "file", "local"})
-_TEMP_SUFFIX = ".tmp"
-# A live writer keeps touching its temporary file, so one untouched for this long belongs to a killed process.
-_STALE_TEMP_SECONDS = 3600.0
-
 Shape = Literal["pandas", "arrow"]
-
-
-def _is_local(path: UPath) -> bool:
-    return path.protocol in _LOCAL_PROTOCOLS
-
-
-def _as_upath(path: UPath | str | os.PathLike[str]) -> UPath:
-    from upath import UPath
-
-    return path if isinstance(path, UPath) else UPath(path)
-
-
-def display_uri(path: UPath | str | os.PathLike[str]) -> str:
-    """The path or URL of a file, fit for logs and metadata: any ``user:password@`` part is removed.
-
-    Args:
-        path: A local path or fsspec URL.
-
-    Returns:
-        The absolute local path for a local file, else the URL without credentials.
-    """
-    upath = _as_upath(path)
-    if _is_local(upath):
-        return str(Path(upath.path).absolute())
-    parts = urlsplit(str(upath))
-    netloc = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def _write_options(compression: str, compression_level: int | None, row_group_size: int | None) -> dict[str, Any]:
-    options: dict[str, Any] = {"compression": compression}
-    if compression_level is not None:
-        options["compression_level"] = compression_level
-    if row_group_size is not None:
-        options["row_group_size"] = row_group_size
-    return options
-
-
-def _remove_stale_temps(folder: Path, name: str) -> None:
-    cutoff = time.time() - _STALE_TEMP_SECONDS
-    for candidate in folder.glob(f".{glob.escape(name)}.*{_TEMP_SUFFIX}"):
-        with contextlib.suppress(OSError):
-            if candidate.stat().st_mtime < cutoff:
-                candidate.unlink()
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; not every platform lets a directory be opened, hence best effort.
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _write_local_atomic(table: pa.Table, final: Path, options: Mapping[str, Any]) -> None:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    temp = final.parent / f".{final.name}.{uuid.uuid4().hex}{_TEMP_SUFFIX}"
-    try:
-        pq.write_table(table, str(temp), **options)
-        fd = os.open(temp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, final)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(final.parent)
-    _remove_stale_temps(final.parent, final.name)
-
-
-def _write_remote_atomic(table: pa.Table, path: UPath, options: Mapping[str, Any]) -> None:
-    with tempfile.TemporaryDirectory(prefix="iwatch-parquet-") as folder:
-        local = os.path.join(folder, "upload.parquet")
-        pq.write_table(table, local, **options)
-        path.fs.put_file(local, path.path)
-
-
-def write_parquet_atomic(
-    table: pa.Table,
-    path: UPath | str | os.PathLike[str],
-    *,
-    compression: str = "zstd",
-    compression_level: int | None = None,
-    row_group_size: int | None = None,
-) -> None:
-    """Write ``table`` as one Parquet file at ``path`` so that readers see the old file or the new one, never a part.
-
-    Schema and field metadata are kept (the schema's key-value metadata becomes the file's, and the Arrow
-    schema with field metadata is stored alongside).
-
-    Args:
-        table: The table to write.
-        path: A local path or an fsspec URL; pass a ``UPath`` to carry storage options.
-        compression: Parquet codec (``zstd``, ``snappy``, ``gzip``, ``brotli``, ``lz4`` or ``none``).
-        compression_level: Codec level, or ``None`` for the codec's default.
-        row_group_size: Maximum rows per row group, or ``None`` for pyarrow's default.
-
-    Raises:
-        OSError: The file could not be written (an object store's client may raise its own error type
-            instead); either way the previous file, if any, is left as it was.
-    """
-    upath = _as_upath(path)
-    options = _write_options(compression, compression_level, row_group_size)
-    if _is_local(upath):
-        _write_local_atomic(table, Path(upath.path), options)
-    else:
-        _write_remote_atomic(table, upath, options)
-
-
-def read_parquet(path: UPath | str | os.PathLike[str]) -> pa.Table:
-    """Read one Parquet file into a ``pyarrow.Table``, with its schema and field metadata.
-
-    Args:
-        path: A local path or an fsspec URL; pass a ``UPath`` to carry storage options.
-
-    Returns:
-        The table.
-
-    Raises:
-        FileNotFoundError: There is no file at ``path``.
-    """
-    upath = _as_upath(path)
-    if _is_local(upath):
-        return pq.read_table(pa.memory_map(upath.path))
-    with upath.fs.open(upath.path, "rb") as handle:
-        return pq.read_table(handle)
+Partition = str | Mapping[str, str]
 
 
 def table_to_pandas(table: pa.Table) -> pd.DataFrame:
@@ -283,15 +149,22 @@ class ParquetUPathIOManager(UPathIOManager):
         self.compression_level = compression_level
         self.row_group_size = row_group_size
 
-    def make_safe_partition_path(self, base_path: UPath, partition: str) -> UPath:
-        """Join a partition key onto the asset's folder so that ``..`` or a leading ``/`` cannot leave it."""
-        segments = ["%2E%2E" if segment == ".." else segment for segment in partition.split("/")]
-        escaped = "/".join(segments)
-        return base_path / ("%2F" + escaped[1:] if escaped.startswith("/") else escaped)
+    def path_for(self, context: InputContext | OutputContext, partition: str | None = None) -> UPath:
+        """Where the value of ``context`` (or one partition of it) is stored; see :mod:`dagster_iwatch.parquet_paths`.
+
+        Args:
+            context: The output or input.
+            partition: A partition key of the asset, or ``None`` for an unpartitioned asset or an op output.
+        """
+        if context.has_asset_key:
+            relative = asset_relative_path(context.asset_key.path, _dimensions(context, partition))
+        else:
+            relative = op_output_relative_path(context.get_identifier())
+        return self._base_path.joinpath(*relative.split("/"))
 
     def make_directory(self, path: UPath) -> None:
         """Create a local folder; object stores have no folders to create."""
-        if _is_local(path):
+        if is_local(path):
             Path(path.path).mkdir(parents=True, exist_ok=True)
 
     def dump_to_path(self, context: OutputContext, obj: Any, path: UPath) -> None:
@@ -313,20 +186,21 @@ class ParquetUPathIOManager(UPathIOManager):
 
         Raises:
             UnsupportedOutputError: The output is ``None`` or neither a table nor a DataFrame.
+            IWatchError: The output holds several partitions.
         """
         table = _to_table(obj, _describe(context))
+        partition: str | None = None
         if context.has_asset_partitions:
-            paths = self._get_paths_for_partitions(context)
-            if len(paths) != 1:
+            keys = context.asset_partition_keys
+            if len(keys) != 1:
                 raise IWatchError(
-                    f"{_describe(context)} produced {len(paths)} partitions in one output; the Parquet IO "
+                    f"{_describe(context)} produced {len(keys)} partitions in one output; the Parquet IO "
                     "manager writes one file per partition. Run the backfill with one run per partition."
                 )
-            path = next(iter(paths.values()))
-        else:
-            path = self._get_path(context)
-        self.make_directory(path.parent)
+            partition = keys[0]
+        path = self.path_for(context, partition)
         context.log.debug(f"Writing Parquet to {display_uri(path)}")
+        self.make_directory(path.parent)
         self.dump_to_path(context, table, path)
         context.add_output_metadata({"dagster/uri": MetadataValue.text(display_uri(path))})
 
@@ -344,15 +218,13 @@ class ParquetUPathIOManager(UPathIOManager):
         """
         as_dict, shape = _requested(context.dagster_type.typing_type)
         if not context.has_asset_key or not context.has_asset_partitions:
-            path = self._get_path(context)
-            return _shaped(self._read(context, path, None), shape)
+            return _shaped(self._read(context, None), shape)
 
         allow_missing = bool((context.definition_metadata or {}).get("allow_missing_partitions", False))
-        paths = self._get_paths_for_partitions(context)
         tables: dict[str, pa.Table] = {}
-        for key in _ordered(list(paths), context.asset_partitions_def):
+        for key in _ordered(list(context.asset_partition_keys), context.asset_partitions_def):
             try:
-                tables[key] = self._read(context, paths[key], key)
+                tables[key] = self._read(context, key)
             except MissingParquetError:
                 if not allow_missing:
                     raise
@@ -363,12 +235,42 @@ class ParquetUPathIOManager(UPathIOManager):
             return _shaped(next(iter(tables.values())), shape)
         return _shaped(_concat(context, tables), shape)
 
-    def _read(self, context: InputContext, path: UPath, partition: str | None) -> pa.Table:
+    def _read(self, context: InputContext, partition: str | None) -> pa.Table:
+        path = self.path_for(context, partition)
         context.log.debug(f"Reading Parquet from {display_uri(path)}")
         try:
             return read_parquet(path)
         except FileNotFoundError as error:
+            self._point_to_legacy_file(context, partition, path)
             raise MissingParquetError(_describe(context), partition, display_uri(path)) from error
+
+    def _point_to_legacy_file(self, context: InputContext, partition: str | None, path: UPath) -> None:
+        if not context.has_asset_key:
+            return
+        legacy = self._base_path.joinpath(
+            *legacy_asset_relative_path(context.asset_key.path, _dimensions(context, partition)).split("/")
+        )
+        try:
+            found = legacy != path and legacy.is_file()
+        except Exception:  # an unusual key may not even form a valid path or object name
+            return
+        if found:
+            context.log.warning(
+                f"{display_uri(path)} is missing but {display_uri(legacy)} exists: it may have been written "
+                "before keys were escaped. Move it to the new path (see the IO manager's layout in the README)."
+            )
+
+
+def _dimensions(context: InputContext | OutputContext, partition: str | None) -> Partition | None:
+    """A partition key as the path mapping takes it: a string, or a dimension-to-key mapping for multi-partitions."""
+    if partition is None:
+        return None
+    if isinstance(partition, MultiPartitionKey):
+        return dict(partition.keys_by_dimension)
+    partitions_def = context.asset_partitions_def if context.has_asset_partitions else None
+    if isinstance(partitions_def, MultiPartitionsDefinition):
+        return dict(partitions_def.get_partition_key_from_str(partition).keys_by_dimension)
+    return partition
 
 
 def _concat(context: InputContext, tables: Mapping[str, pa.Table]) -> pa.Table:
@@ -419,11 +321,12 @@ class IWatchParquetIOManager(ConfigurableIOManagerFactory[ParquetUPathIOManager]
     """Store asset values as Parquet files in a local folder or an object store, with atomic writes.
 
     Each asset is one file, ``<base_path>/<asset key parts>.parquet``; a partitioned asset has one file
-    per partition, ``<base_path>/<asset key parts>/<partition key>.parquet`` (multi-partition keys nest
-    one folder per dimension, in dimension-name order). An asset returns a ``pyarrow.Table`` (its schema
-    and field metadata are kept in the file) or a pandas DataFrame. A downstream asset receives a
-    DataFrame with Arrow-backed columns, or a ``pyarrow.Table`` if its parameter is annotated
-    ``pa.Table``; see :meth:`ParquetUPathIOManager.load_input`.
+    per partition, ``<base_path>/<asset key parts>.partitions/<partition key>.parquet`` (multi-partition
+    keys nest one folder per dimension, in dimension-name order). Every part is escaped so that two keys
+    never share a file and nothing leaves ``base_path``; see :mod:`dagster_iwatch.parquet_paths`.
+    An asset returns a ``pyarrow.Table`` (its schema and field metadata are kept in the file) or a pandas
+    DataFrame. A downstream asset receives a DataFrame with Arrow-backed columns, or a ``pyarrow.Table``
+    if its parameter is annotated ``pa.Table``; see :meth:`ParquetUPathIOManager.load_input`.
 
     The default codec is zstd: on the project's reference result (1M rows, 10 columns) it gives a file
     38% smaller than snappy (50.5 MB against 81.5 MB) for a similar write and read time, and every
@@ -478,13 +381,20 @@ class IWatchParquetIOManager(ConfigurableIOManagerFactory[ParquetUPathIOManager]
     )
 
     def create_io_manager(self, context: InitResourceContext) -> ParquetUPathIOManager:
-        """Build the IO manager for a run.
+        """Build the IO manager for a run, and check that ``base_path`` can be written to.
+
+        Dagster sets up a step's IO manager before the step runs, so a wrong ``base_path`` fails the step
+        before its query is sent.
 
         Raises:
             ConfigError: The codec is unknown or not available, or a storage option names a missing
                 environment variable.
+            BasePathError: ``base_path`` cannot be created (a local folder is created when missing), is
+                not a folder, or cannot be written to.
         """
-        return self.build()
+        manager = self.build()
+        check_base_path(manager._base_path)
+        return manager
 
     def build(self) -> ParquetUPathIOManager:
         """Build the IO manager outside a run, e.g. to read stored assets in a notebook.
@@ -510,7 +420,7 @@ class IWatchParquetIOManager(ConfigurableIOManagerFactory[ParquetUPathIOManager]
             raise ConfigError(f"row_group_size must be at least 1, got {self.row_group_size}")
 
         base = UPath(self.base_path)
-        if _is_local(base):
+        if is_local(base):
             base = UPath(Path(base.path).expanduser().resolve())
         else:
             base = UPath(self.base_path, **_resolve_env(self.storage_options))

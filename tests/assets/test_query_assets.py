@@ -187,7 +187,7 @@ def test_static_partitions_fill_an_enum_parameter(runner: Runner) -> None:
         materialization = only_materialization(runner.materialize([asset], partition_key=token))
         path, _ = parquet_of(materialization)
         table = assert_same_as_server(runner.server, materialization)
-        assert path.name == f"{token}.parquet"
+        assert path.name == {"ETH": "!e!t!h.parquet", "WBTC": "!w!b!t!c.parquet"}[token]
         assert table.num_rows > 0
         assert set(table.column("token").to_pylist()) == {token}
 

@@ -74,7 +74,10 @@ def test_partitions_and_concatenation(bucket: str, moto_endpoint: str, s3_option
     manager = IWatchParquetIOManager(base_path=f"s3://{bucket}/p", storage_options=s3_options)
     for day in ["2024-03-02", "2024-03-01"]:
         assert dg.materialize([daily], partition_key=day, resources={"io_manager": manager}).success
-    assert keys(moto_endpoint, bucket) == ["p/daily/2024-03-01.parquet", "p/daily/2024-03-02.parquet"]
+    assert keys(moto_endpoint, bucket) == [
+        "p/daily.partitions/2024-03-01.parquet",
+        "p/daily.partitions/2024-03-02.parquet",
+    ]
 
     outcome = dg.materialize([daily, combined], selection=[combined.key], resources={"io_manager": manager})
     assert outcome.success
@@ -137,3 +140,39 @@ def test_failed_upload_leaves_previous_object(
 
     write_parquet_atomic(new, path, compression="none")
     assert read_parquet(path).equals(new)
+
+
+def test_colliding_keys_get_objects_of_their_own(bucket: str, moto_endpoint: str, s3_options: dict[str, Any]) -> None:
+    partitions = ["b", "a/b", "a//b", "a/./b", "..", "%2E%2E", ".", "/abs", "ETH", "eth"]
+    seen: dict[str, Any] = {}
+
+    @dg.asset(key=["q"], partitions_def=dg.StaticPartitionsDefinition(partitions))
+    def q(context: dg.AssetExecutionContext) -> pa.Table:
+        return pa.table({"who": [f"q[{context.partition_key}]"]})
+
+    @dg.asset(key=["q", "b"])
+    def q_b() -> pa.Table:
+        return pa.table({"who": ["q/b"]})
+
+    @dg.asset(key=["..", "..", "escape"])
+    def escape() -> pa.Table:
+        return pa.table({"who": ["../../escape"]})
+
+    @dg.asset(ins={"q": dg.AssetIn(key=["q"])})
+    def reader(q: dict[str, pa.Table]) -> None:
+        seen.update(q)
+
+    manager = IWatchParquetIOManager(base_path=f"s3://{bucket}/base", storage_options=s3_options)
+    for partition in partitions:
+        assert dg.materialize([q], partition_key=partition, resources={"io_manager": manager}).success
+    assert dg.materialize([q_b, escape], resources={"io_manager": manager}).success
+    assert dg.materialize([q, reader], selection=[reader.key], resources={"io_manager": manager}).success
+
+    stored = keys(moto_endpoint, bucket)
+    assert len(stored) == len(partitions) + 2
+    assert all(key.startswith("base/") for key in stored)
+    assert "base/q/b.parquet" in stored
+    assert "base/%2e%2e/%2e%2e/escape.parquet" in stored
+    assert {key: table.column("who").to_pylist() for key, table in seen.items()} == {
+        key: [f"q[{key}]"] for key in partitions
+    }
