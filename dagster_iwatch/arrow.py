@@ -106,7 +106,9 @@ def result_to_arrow(result: QueryResult) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
-def table_from_rows_json(rows_json: bytes | memoryview, columns: Sequence[Column]) -> pa.Table:
+def table_from_rows_json(
+    rows_json: bytes | memoryview, columns: Sequence[Column], *, piece_bytes: int | None = None
+) -> pa.Table:
     """Convert the JSON text of a result's rows to a table, natively, with the same types as :func:`result_to_arrow`.
 
     The rows are read by ``pyarrow.json`` with an explicit schema built from the column types, piece by
@@ -117,6 +119,8 @@ def table_from_rows_json(rows_json: bytes | memoryview, columns: Sequence[Column
     Args:
         rows_json: The text of the ``rows`` array (``[{"a": 1, ...}, ...]``), as sent by the server.
         columns: The server's column list for these rows.
+        piece_bytes: Target size of the text read at once (:data:`dagster_iwatch.jsonrows.PIECE_BYTES`
+            when ``None``).
 
     Returns:
         A table with one field per column, in order.
@@ -125,13 +129,13 @@ def table_from_rows_json(rows_json: bytes | memoryview, columns: Sequence[Column
         ProtocolError: The text is not an array of objects, two columns share a name, or a row holds a
             key that is not among the columns.
     """
-    from dagster_iwatch.jsonrows import ByteBuffer, split_rows_array
+    from dagster_iwatch.jsonrows import PIECE_BYTES, ByteBuffer, split_rows_array
 
     view = memoryview(rows_json)
     buffer = ByteBuffer()
     buffer.append(view)
     buffer.eof = True
-    table = table_from_pieces(split_rows_array(buffer), columns, view)
+    table = table_from_pieces(split_rows_array(buffer, piece_bytes or PIECE_BYTES), columns, view)
     if _NON_BLANK.search(buffer.data, buffer.pos):
         raise ProtocolError("The result's rows are followed by more text")
     return table
