@@ -298,9 +298,9 @@ class ResultStream:
     """
 
     def __init__(self, chunks: Iterable[bytes | bytearray | memoryview], *, piece_bytes: int = PIECE_BYTES) -> None:
-        self._chunks = chunks
         self._body = _Body(piece_bytes=piece_bytes)
         self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115 - closed by close()
+        self._pieces = _run(chunks, self._body, self._spool)
         self.schema: pa.Schema | None = None
         self.rows = 0
 
@@ -318,7 +318,7 @@ class ResultStream:
         reader: PieceReader | None = None
         states: dict[str, _ColumnState] = {}
         waiting: list[RowsPiece] = []
-        for piece in _run(self._chunks, self._body, self._spool):
+        for piece in self._pieces:
             columns = self._body.columns
             if columns is None:
                 waiting.append(piece)
@@ -370,7 +370,7 @@ class ResultStream:
 
     def replay(self) -> pa.Table:
         """The whole result converted again from the spool (after :class:`StreamRestart`), in memory."""
-        for _piece in _run(self._chunks, self._body, self._spool):
+        for _piece in self._pieces:
             pass  # the rest of the body, into the spool
         self._spool.flush()
         with mmap.mmap(self._spool.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
