@@ -42,7 +42,7 @@ dev: $(STAMP)
 	DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/dagster dev -m example_project.definitions
 
 bench: $(STAMP)
-	$(BIN)/python -m tests.bench.ingest
+	$(BIN)/python -m tests.bench
 
 clean:
 	rm -rf $(VENV) .iwatch .pytest_cache .mypy_cache .ruff_cache *.egg-info
