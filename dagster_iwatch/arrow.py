@@ -145,9 +145,11 @@ def table_from_pieces(pieces: Iterable[RowsPiece | None], columns: Sequence[Colu
     """The table of a result whose rows come as pieces cut from ``source`` (see :func:`table_from_rows_json`)."""
     from dagster_iwatch.piece_reader import PieceReader
 
+    from dagster_iwatch.prefetch import prefetch
+
     reader = PieceReader(columns)
     read: list[tuple[int, int, pa.Table | None, bool]] = []
-    for piece in pieces:
+    for piece in prefetch(pieces):
         if piece is None:
             raise ProtocolError("The result's rows are cut short")
         table, checked = reader.read_fast(piece)

@@ -35,6 +35,7 @@ from dagster_iwatch.arrow import build_column, column_field, finish_column, tabl
 from dagster_iwatch.errors import IWatchError, ProtocolError
 from dagster_iwatch.jsonrows import PIECE_BYTES, ByteBuffer, RowsPiece, next_byte, split_rows_array
 from dagster_iwatch.piece_reader import PieceReader
+from dagster_iwatch.prefetch import prefetch
 from dagster_iwatch.types import Column
 
 __all__ = [
@@ -300,7 +301,7 @@ class ResultStream:
     def __init__(self, chunks: Iterable[bytes | bytearray | memoryview], *, piece_bytes: int = PIECE_BYTES) -> None:
         self._body = _Body(piece_bytes=piece_bytes)
         self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115 - closed by close()
-        self._pieces = _run(chunks, self._body, self._spool)
+        self._pieces = prefetch(_run(chunks, self._body, self._spool))
         self.schema: pa.Schema | None = None
         self.rows = 0
 
@@ -443,7 +444,7 @@ def write_result_parquet(
     try:
         writer: pq.ParquetWriter | None = None
         try:
-            for batch in stream:
+            for batch in prefetch(stream):
                 if writer is None:
                     writer = pq.ParquetWriter(sink, batch.schema, **options)
                 writer.write_batch(batch)
