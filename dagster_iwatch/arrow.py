@@ -144,7 +144,6 @@ def table_from_rows_json(
 def table_from_pieces(pieces: Iterable[RowsPiece | None], columns: Sequence[Column], source: memoryview) -> pa.Table:
     """The table of a result whose rows come as pieces cut from ``source`` (see :func:`table_from_rows_json`)."""
     from dagster_iwatch.piece_reader import PieceReader
-
     from dagster_iwatch.prefetch import prefetch
 
     reader = PieceReader(columns)
@@ -162,9 +161,8 @@ def table_from_pieces(pieces: Iterable[RowsPiece | None], columns: Sequence[Colu
                 python[name] += values
     arrays: list[_ArrowArray] = []
     for column in columns:
-        values = python.get(column.name)
-        if values is not None:
-            arrays.append(build_column(column.type, values))
+        if column.name in python:
+            arrays.append(build_column(column.type, python[column.name]))
             continue
         chunks = [
             chunk

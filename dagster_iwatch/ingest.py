@@ -12,7 +12,8 @@ the result's size. A column's type is fixed by the first piece; should a later p
 integer column whose values turn out to hold a fraction, say), the batches so far cannot stand and the
 result is converted again as a whole from a spool file the body was copied to as it arrived:
 :func:`write_result_parquet` then rewrites its output, so both ways always give the same table. When the
-server lists the columns after the rows, pieces wait in the spool until the columns arrive.
+server lists the columns after the rows, the rows wait in the spool and are converted once the columns
+have arrived.
 """
 
 from __future__ import annotations
@@ -195,13 +196,19 @@ def _parse_body(buffer: ByteBuffer, body: _Body) -> Generator[RowsPiece | None, 
     body.envelope = yield from _parse_object(buffer, (), body)
     try:
         buffer.skip_ws()
-    except Exception:  # noqa: BLE001 - only blanks (or nothing) may follow
+    except Exception:
         return
     raise ProtocolError("The result body holds more than one JSON value")
 
 
-def _run(chunks: Iterable[bytes | bytearray | memoryview], body: _Body, spool: IO[bytes] | None) -> Iterator[RowsPiece]:
-    """Drive the body parser over the chunks, yielding the rows' pieces; fills ``body``."""
+def _run(
+    chunks: Iterable[bytes | bytearray | memoryview], body: _Body, spool: IO[bytes] | None
+) -> Iterator[tuple[RowsPiece, tuple[Column, ...] | None]]:
+    """Drive the body parser over the chunks, yielding the rows' pieces; fills ``body``.
+
+    Each piece comes with the columns as known when it was cut: the consumer may run in another thread
+    while the parser reads on (and finds the columns after the rows).
+    """
     buffer = ByteBuffer()
     parser_iter = iter(_parse_body(buffer, body))
     source = iter(chunks)
@@ -211,7 +218,7 @@ def _run(chunks: Iterable[bytes | bytearray | memoryview], body: _Body, spool: I
         except StopIteration:
             break
         if item is not None:
-            yield item
+            yield item, body.columns
             continue
         chunk = next(source, None)
         if chunk is None:
@@ -260,9 +267,10 @@ def read_result_body(body: bytes | memoryview) -> tuple[dict[str, Any], pa.Table
     """
     view = memoryview(body)
     found = _Body()
-    pieces = _run([view], found, None)
-    first = next(pieces, None)
-    if found.columns is None and first is not None:
+    run = _run([view], found, None)
+    first = next(run, None)
+    pieces = (piece for piece, _columns in run)
+    if first is not None and first[1] is None:
         # The columns come after the rows: read them first, then the rows again.
         for _piece in pieces:
             pass
@@ -272,7 +280,7 @@ def read_result_body(body: bytes | memoryview) -> tuple[dict[str, Any], pa.Table
         assert found.columns is not None
         return found.envelope, table_from_pieces([], found.columns, view)
     assert found.columns is not None
-    table = table_from_pieces(itertools.chain([first], pieces), found.columns, view)
+    table = table_from_pieces(itertools.chain([first[0]], pieces), found.columns, view)
     return found.envelope, table
 
 
@@ -318,22 +326,20 @@ class ResultStream:
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         reader: PieceReader | None = None
         states: dict[str, _ColumnState] = {}
-        waiting: list[RowsPiece] = []
-        for piece in self._pieces:
-            columns = self._body.columns
+        deferred = False
+        for piece, columns in self._pieces:
             if columns is None:
-                waiting.append(piece)
+                # The columns come after the rows: the rows wait in the spool, not in memory.
+                deferred = True
                 continue
             reader = reader or PieceReader(columns)
-            for ready in (*waiting, piece):
-                yield self._batch(reader, ready, states)
-            waiting.clear()
-        columns = self._body.columns
-        assert columns is not None  # _run raised otherwise
-        reader = reader or PieceReader(columns)
-        for ready in waiting:
-            yield self._batch(reader, ready, states)
+            yield self._batch(reader, piece, states)
+        if deferred:
+            yield from self.replay().to_batches()
+            return
         if self.schema is None:
+            columns = self._body.columns
+            assert columns is not None  # _run raised otherwise
             self.schema = pa.schema([column_field(c, _empty_type(c)) for c in columns])
 
     def _batch(self, reader: PieceReader, piece: RowsPiece, states: dict[str, _ColumnState]) -> pa.RecordBatch:

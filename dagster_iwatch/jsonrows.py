@@ -72,7 +72,7 @@ class RowsPiece:
         return b"[" + bytes(self.lines).replace(b"\n", b",") + b"]"
 
 
-class NeedMore(Exception):  # noqa: N818 - a signal, not an error
+class NeedMore(Exception):
     """Raised inside the scanner when the buffer holds too little; never escapes this package."""
 
 
@@ -204,7 +204,7 @@ def _cut(buffer: ByteBuffer, piece_bytes: int, state: dict[str, bool]) -> RowsPi
 
 
 def _try(buffer: ByteBuffer, stop: int, separator: int) -> RowsPiece | None:
-    """The rows from ``pos`` up to ``stop`` if they parse as whole objects; on success ``pos`` moves to ``separator``."""
+    """The rows from ``pos`` up to ``stop`` if they parse as whole objects; then ``pos`` moves to ``separator``."""
     data, start = buffer.data, buffer.pos
     # One copy, no zeroing: the byte at ``separator`` (a comma, blank or bracket) becomes the closing bracket.
     array = _OPEN + data[start : stop + 1]

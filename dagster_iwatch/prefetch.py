@@ -40,7 +40,7 @@ def prefetch(source: Iterable[T], depth: int = 1) -> Iterator[T]:
                 if stop.is_set():
                     return
             items.put(_DONE)
-        except BaseException as error:  # noqa: BLE001 - handed to the consumer, which raises it
+        except BaseException as error:
             items.put(_Failure(error))
 
     thread = threading.Thread(target=produce, name="iwatch-prefetch", daemon=True)

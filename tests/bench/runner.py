@@ -45,7 +45,7 @@ def current_rss_mb() -> float:
 
 def reset_peak() -> None:
     """Reset the kernel's peak-RSS mark to the current RSS, so imports' transient peaks do not count."""
-    with open("/proc/self/clear_refs", "w") as handle:  # noqa: PTH123 - a procfs control file
+    with open("/proc/self/clear_refs", "w") as handle:
         handle.write("5")
 
 

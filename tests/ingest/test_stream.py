@@ -64,7 +64,8 @@ def test_split_result_body_keeps_rows_as_text() -> None:
     assert result["query"] == 'select "x" -- {['
     assert result["data"] == {"columns": [{"name": n, "friendly_name": f"{n} label", "type": k} for n, k in SPEC]}
     assert isinstance(rows_view, memoryview)
-    assert bytes(rows_view).startswith(b'[{"id": 0') and bytes(rows_view).endswith(b"}]")
+    assert bytes(rows_view).startswith(b'[{"id": 0')
+    assert bytes(rows_view).endswith(b"}]")
 
 
 def test_split_result_body_of_a_query_key_answer_and_of_empty_rows() -> None:
@@ -77,7 +78,11 @@ def test_split_result_body_of_a_query_key_answer_and_of_empty_rows() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b'{"query_result": {"data": {"columns": []}}}', b'{"job": {"id": "x"}}', b'{"query_result": {"data": {"rows": []}}}'],
+    [
+        b'{"query_result": {"data": {"columns": []}}}',
+        b'{"job": {"id": "x"}}',
+        b'{"query_result": {"data": {"rows": []}}}',
+    ],
 )
 def test_a_body_without_columns_and_rows_is_refused(body: bytes) -> None:
     with pytest.raises(ProtocolError, match="columns and rows"):
@@ -104,7 +109,7 @@ def test_streaming_writes_the_same_file_as_in_memory(chunk: int, piece_bytes: in
     body = body_text(SPEC, rows(600), columns_last=columns_last)
     streamed = streamed_file(body, chunk, piece_bytes)
     assert_same_file(in_memory_file(body), streamed)
-    if piece_bytes < 10_000:
+    if piece_bytes < 10_000 and not columns_last:
         assert pq.ParquetFile(io.BytesIO(streamed)).metadata.num_row_groups > 1
 
 
@@ -119,7 +124,9 @@ def test_streaming_writes_the_same_file_as_in_memory(chunk: int, piece_bytes: in
     ],
     ids=["fraction", "text_after_ints", "inexact_float", "naive_after_offsets", "datetime_in_date"],
 )
-def test_a_late_change_of_type_rewrites_the_file_as_a_whole(spec: list[tuple[str, str | None]], late: dict[str, Any]) -> None:
+def test_a_late_change_of_type_rewrites_the_file_as_a_whole(
+    spec: list[tuple[str, str | None]], late: dict[str, Any]
+) -> None:
     early = {"integer": 7, None: 8, "float": 2.5, "datetime": "2024-01-01T00:00:00Z", "date": "2024-01-01"}[spec[1][1]]
     data = [{"id": n, "n": early} for n in range(200)] + [{"id": 200, **late}]
     body = body_text(spec, data)
@@ -141,4 +148,6 @@ def test_streaming_an_empty_result_keeps_declared_types() -> None:
 def test_streaming_a_row_key_not_among_columns_is_refused() -> None:
     data = [{"id": n, "n": n} for n in range(50)] + [{"id": 51, "n": 1, "oops": 2}]
     with pytest.raises(ProtocolError, match="oops"):
-        write_result_parquet(chunked(body_text([("id", "integer"), ("n", "integer")], data), 100), io.BytesIO(), piece_bytes=200)
+        write_result_parquet(
+            chunked(body_text([("id", "integer"), ("n", "integer")], data), 100), io.BytesIO(), piece_bytes=200
+        )
