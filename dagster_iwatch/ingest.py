@@ -10,10 +10,10 @@ Streaming (:class:`ResultStream`, :func:`write_result_parquet`) turns each piece
 soon as its bytes have arrived, so memory holds about one piece of text and one batch at a time, whatever
 the result's size. A column's type is fixed by the first piece; should a later piece need another (an
 integer column whose values turn out to hold a fraction, say), the batches so far cannot stand and the
-result is converted again as a whole from a spool file the body was copied to as it arrived:
-:func:`write_result_parquet` then rewrites its output, so both ways always give the same table. When the
-server lists the columns after the rows, the rows wait in the spool and are converted once the columns
-have arrived.
+result is converted again as a whole, from a spool file the body was copied to as it arrived (or from
+the body fetched again, when the caller says how): :func:`write_result_parquet` then rewrites its
+output, so both ways always give the same table. When the server lists the columns after the rows, the
+rows wait in the spool and are converted once the columns have arrived.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from dagster_iwatch.arrow import build_column, column_field, finish_column, table_from_pieces, table_from_rows_json
 from dagster_iwatch.errors import IWatchError, ProtocolError
-from dagster_iwatch.jsonrows import PIECE_BYTES, ByteBuffer, RowsPiece, next_byte, split_rows_array
+from dagster_iwatch.jsonrows import PIECE_BYTES, ByteBuffer, NeedMore, RowsPiece, next_byte, split_rows_array
 from dagster_iwatch.piece_reader import PieceReader
 from dagster_iwatch.prefetch import prefetch
 from dagster_iwatch.types import Column
@@ -194,11 +194,15 @@ def columns_of(value: Any) -> tuple[Column, ...]:
 
 def _parse_body(buffer: ByteBuffer, body: _Body) -> Generator[RowsPiece | None, None, None]:
     body.envelope = yield from _parse_object(buffer, (), body)
-    try:
-        buffer.skip_ws()
-    except Exception:
-        return
-    raise ProtocolError("The result body holds more than one JSON value")
+    while True:
+        try:
+            buffer.skip_ws()
+        except NeedMore:
+            if buffer.eof:
+                return
+            yield None
+            continue
+        raise ProtocolError("The result body holds more than one JSON value")
 
 
 def _run(
@@ -304,12 +308,26 @@ class ResultStream:
     Args:
         chunks: The body's bytes, in order (for example ``response.iter_content(1 << 16)``).
         piece_bytes: Target size of the text behind one batch.
+        refetch: A way to get the same body again (a result is immutable once stored, so a second
+            ``GET /api/query_results/<id>`` gives it); when given, the body is not copied to a spool file as
+            it arrives, and a restart fetches it again instead.
     """
 
-    def __init__(self, chunks: Iterable[bytes | bytearray | memoryview], *, piece_bytes: int = PIECE_BYTES) -> None:
+    def __init__(
+        self,
+        chunks: Iterable[bytes | bytearray | memoryview],
+        *,
+        piece_bytes: int = PIECE_BYTES,
+        refetch: Callable[[], Iterable[bytes]] | None = None,
+    ) -> None:
         self._body = _Body(piece_bytes=piece_bytes)
-        self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115 - closed by close()
-        self._pieces = prefetch(_run(chunks, self._body, self._spool))
+        self._refetch = refetch
+        self._spool: IO[bytes] | None = (
+            None if refetch is not None else tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115
+        )
+        self._pieces: Generator[tuple[RowsPiece, tuple[Column, ...] | None], None, None] = prefetch(
+            _run(chunks, self._body, self._spool)
+        )
         self.schema: pa.Schema | None = None
         self.rows = 0
 
@@ -376,24 +394,33 @@ class ResultStream:
         return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
     def replay(self) -> pa.Table:
-        """The whole result converted again from the spool (after :class:`StreamRestart`), in memory."""
+        """The whole result converted again (after :class:`StreamRestart`), in memory.
+
+        From the spool the body was copied to, or from the body fetched again with ``refetch``.
+        """
         for _piece in self._pieces:
-            pass  # the rest of the body, into the spool
-        self._spool.flush()
-        with mmap.mmap(self._spool.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            view = memoryview(mapped)
-            try:
-                envelope, table = read_result_body(view)
-            finally:
-                view.release()
+            pass  # the rest of the body (into the spool), and the envelope
+        if self._spool is None:
+            assert self._refetch is not None
+            envelope, table = read_result_body(b"".join(self._refetch()))
+        else:
+            self._spool.flush()
+            with mmap.mmap(self._spool.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                view = memoryview(mapped)
+                try:
+                    envelope, table = read_result_body(view)
+                finally:
+                    view.release()
         self._body.envelope = envelope
         self.schema = table.schema
         self.rows = table.num_rows
         return table
 
     def close(self) -> None:
-        """Remove the spool."""
-        self._spool.close()
+        """Stop reading the body and remove the spool."""
+        self._pieces.close()
+        if self._spool is not None:
+            self._spool.close()
 
 
 def _empty_type(column: Column) -> pa.DataType:
@@ -424,6 +451,7 @@ def write_result_parquet(
     compression_level: int | None = None,
     file_metadata: Callable[[dict[str, Any]], Mapping[str, str]] | None = None,
     piece_bytes: int = PIECE_BYTES,
+    refetch: Callable[[], Iterable[bytes]] | None = None,
 ) -> WrittenResult:
     """Stream a result body into a Parquet file, one row group per batch, as the bytes arrive.
 
@@ -438,11 +466,12 @@ def write_result_parquet(
         file_metadata: Given the envelope once the body has been read, the key-value metadata to store
             (for example the provenance entries the assets record); merged over the schema's.
         piece_bytes: Target size of the text behind one row group.
+        refetch: A way to get the same body again, instead of a spool file (see :class:`ResultStream`).
 
     Raises:
         ProtocolError: The body is not a result, or its rows do not match its columns.
     """
-    stream = ResultStream(chunks, piece_bytes=piece_bytes)
+    stream = ResultStream(chunks, piece_bytes=piece_bytes, refetch=refetch)
     options: dict[str, Any] = {"compression": compression}
     if compression_level is not None:
         options["compression_level"] = compression_level

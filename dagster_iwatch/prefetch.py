@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from typing import TypeVar
 
 __all__ = ["prefetch"]
@@ -19,7 +19,7 @@ _DONE = object()
 _POLL_SECONDS = 0.1
 
 
-def prefetch(source: Iterable[T], depth: int = 1) -> Iterator[T]:
+def prefetch(source: Iterable[T], depth: int = 1) -> Generator[T, None, None]:
     """The items of ``source``, produced by a thread that stays up to ``depth`` items ahead.
 
     An exception raised by ``source`` is raised here, at the position it occurred. If the consumer stops
@@ -28,20 +28,24 @@ def prefetch(source: Iterable[T], depth: int = 1) -> Iterator[T]:
     items: queue.Queue[object] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
+    def offer(item: object) -> bool:
+        """Queue ``item`` unless the consumer has gone; ``False`` once it has."""
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=_POLL_SECONDS)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for item in source:
-                while not stop.is_set():
-                    try:
-                        items.put(item, timeout=_POLL_SECONDS)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not offer(item):
                     return
-            items.put(_DONE)
-        except BaseException as error:
-            items.put(_Failure(error))
+            offer(_DONE)
+        except BaseException as error:  # handed to the consumer, which raises it where it occurred
+            offer(_Failure(error))
 
     thread = threading.Thread(target=produce, name="iwatch-prefetch", daemon=True)
     thread.start()

@@ -42,9 +42,12 @@ def in_memory_file(body: bytes) -> bytes:
     return sink.getvalue()
 
 
-def streamed_file(body: bytes, chunk: int, piece_bytes: int) -> bytes:
+def streamed_file(body: bytes, chunk: int, piece_bytes: int, *, refetch: bool = False) -> bytes:
     sink = io.BytesIO()
-    written = write_result_parquet(chunked(body, chunk), sink, file_metadata=file_metadata, piece_bytes=piece_bytes)
+    again = (lambda: chunked(body, chunk)) if refetch else None
+    written = write_result_parquet(
+        chunked(body, chunk), sink, file_metadata=file_metadata, piece_bytes=piece_bytes, refetch=again
+    )
     assert written.envelope == read_result_body(body)[0]
     return sink.getvalue()
 
@@ -89,6 +92,13 @@ def test_a_body_without_columns_and_rows_is_refused(body: bytes) -> None:
         split_result_body(body)
 
 
+def test_text_after_the_body_is_refused() -> None:
+    body = body_text(SPEC, rows(5)) + b"  \n" + b"{}"
+    with pytest.raises(ProtocolError, match="more than one"):
+        list(ResultStream(chunked(body, 3)))
+    assert read_result_body(body_text(SPEC, rows(5)) + b" \n")[1].num_rows == 5
+
+
 @pytest.mark.parametrize("cut", [10, 150, -40, -3])
 def test_a_truncated_body_is_refused(cut: int) -> None:
     body = body_text(SPEC, rows(5))
@@ -109,6 +119,7 @@ def test_streaming_writes_the_same_file_as_in_memory(chunk: int, piece_bytes: in
     body = body_text(SPEC, rows(600), columns_last=columns_last)
     streamed = streamed_file(body, chunk, piece_bytes)
     assert_same_file(in_memory_file(body), streamed)
+    assert_same_file(streamed, streamed_file(body, chunk, piece_bytes, refetch=True))
     if piece_bytes < 10_000 and not columns_last:
         assert pq.ParquetFile(io.BytesIO(streamed)).metadata.num_row_groups > 1
 
@@ -134,6 +145,7 @@ def test_a_late_change_of_type_rewrites_the_file_as_a_whole(
         list(ResultStream(chunked(body, 512), piece_bytes=256))
     streamed = streamed_file(body, 512, 256)
     assert_same_file(in_memory_file(body), streamed)
+    assert_same_file(streamed, streamed_file(body, 512, 256, refetch=True))
     back = pq.read_table(io.BytesIO(streamed)).replace_schema_metadata(None)
     assert_same_table(result_to_arrow(python_result(spec, data)), back)
 
