@@ -6,9 +6,10 @@ Variants (each in a fresh process, the body file read into memory before the tim
   (what a typical client user writes).
 - ``ours_memory``: :func:`dagster_iwatch.ingest.read_result_body` -> ``pq.write_table`` (zstd).
 - ``ours_stream``: :func:`dagster_iwatch.ingest.write_result_parquet` over 64 KiB chunks of the body in
-  memory: row groups written as pieces complete (the path of a materialization with our IO manager).
-- ``ours_stream_file``: the same, reading the chunks from the file: the body is never whole in memory
-  (as when it comes from the network).
+  memory, row groups written as pieces complete (the path of a materialization with our IO manager), with
+  ``refetch`` (no spool file: a restart would take the body again).
+- ``ours_stream_file``: the same reading the chunks from the file, so the body is never whole in memory
+  (as when it comes from the network), with the default spool file.
 - ``pyarrow_json``: ``pyarrow.json.read_json`` on the whole body (one JSON object, so one block) with an
   explicit schema, rows flattened, dates and datetimes cast, ``pq.write_table`` (zstd): the same table.
 - ``parse_msgspec``: lower bound of a Python parse: ``msgspec.json.decode(body)`` only.
@@ -28,6 +29,8 @@ import json
 import os
 import random
 import tempfile
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -155,10 +158,12 @@ def _ours_stream(folder: str) -> dict[str, float]:
     body, baseline = _body(folder)
     view = memoryview(body)
 
+    def chunks() -> Iterator[memoryview]:
+        return (view[start : start + CHUNK] for start in range(0, len(view), CHUNK))
+
     def work() -> None:
-        chunks = (view[start : start + CHUNK] for start in range(0, len(view), CHUNK))
         with Path(folder, "ours_stream.parquet").open("wb") as sink:
-            write_result_parquet(chunks, sink)
+            write_result_parquet(chunks(), sink, refetch=chunks)
 
     return timed(work, baseline)
 
@@ -220,6 +225,39 @@ def _write_only(folder: str) -> dict[str, float]:
     return timed(lambda: pq.write_table(table, Path(folder, "write_only.parquet"), compression="zstd"), baseline)
 
 
+def _stages(folder: str) -> dict[str, float]:
+    """CPU seconds of each stage of the in-memory path, run one after the other in this thread (a profile)."""
+    from dagster_iwatch.arrow import column_field, finish_column
+    from dagster_iwatch.ingest import _Body, _run
+    from dagster_iwatch.piece_reader import PieceReader
+
+    body, _ = _body(folder)
+    stages = {"cut": 0.0, "parse": 0.0, "cast": 0.0, "write": 0.0}
+    found = _Body()
+    pieces = _run([memoryview(body)], found, None)
+    batches = []
+    reader: PieceReader | None = None
+    while True:
+        mark = time.process_time()
+        item = next(pieces, None)
+        stages["cut"] += time.process_time() - mark
+        if item is None:
+            break
+        reader = reader or PieceReader(item[1] or ())
+        mark = time.process_time()
+        table, _checked = reader.read_fast(item[0])
+        stages["parse"] += time.process_time() - mark
+        mark = time.process_time()
+        arrays = [finish_column(c, table.column(c.name).combine_chunks())[0] for c in reader.columns]
+        stages["cast"] += time.process_time() - mark
+        schema = pa.schema([column_field(c, a.type) for c, a in zip(reader.columns, arrays, strict=True)])
+        batches.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
+    mark = time.process_time()
+    pq.write_table(pa.Table.from_batches(batches), Path(folder, "stages.parquet"), compression="zstd")
+    stages["write"] = time.process_time() - mark
+    return {"wall": 0.0, **stages}
+
+
 def _check(folder: str) -> dict[str, float]:
     """1.0 if every path of ours and pyarrow.json wrote the table the Python-rows path gives, else 0.0."""
     body = Path(folder, "body.json").read_bytes()
@@ -252,6 +290,7 @@ VARIANTS = {
     "parse_ndjson": _parse_ndjson,
     "write_only": _write_only,
     "check": _check,
+    "stages": _stages,
 }
 
 
@@ -272,6 +311,7 @@ def run(sizes: list[int], rounds: int) -> Section:
             load = os.getloadavg()[0]
             runs = interleaved("ingest", VARIANT_ORDER, [folder], rounds, progress=f"ingest {rows:,} rows ")
             same = interleaved("ingest", ["check"], [folder], 1)["check"][0]["same"] == 1.0
+            stages = interleaved("ingest", ["stages"], [folder], 1)["stages"][0]
         section.lines += [
             f"{rows:,} rows, {body_mb:.1f} MB of JSON; {rounds} interleaved rounds, a fresh process per run; "
             "medians, and medians of per-round ratios;",
@@ -295,6 +335,13 @@ def run(sizes: list[int], rounds: int) -> Section:
                 f"{paired_ratio(figures, ours, 'wall'):.2f}x",
             )
             section.lines.append(_row(cells))
+        total = sum(stages[key] for key in ("cut", "parse", "cast", "write"))
+        section.lines.append(
+            "profile of ours, CPU s by stage, one thread after another: "
+            + ", ".join(
+                f"{key} {stages[key]:.3f} ({stages[key] / total:.0%})" for key in ("cut", "parse", "cast", "write")
+            )
+        )
         section.lines.append("")
         section.fields = {
             "ingest_speedup": f"{paired_ratio(runs['naive'], ours, 'wall'):.2f}",
