@@ -183,3 +183,10 @@ def test_duplicate_column_names_are_refused() -> None:
 def test_rows_that_are_not_an_array_of_objects_are_refused(text: bytes) -> None:
     with pytest.raises(ProtocolError):
         table_from_rows_json(text, columns_of([("a", "integer")]))
+
+
+def test_a_key_twice_in_a_row_keeps_the_last_value_as_the_python_decoding_does() -> None:
+    text = b'[{"a": 1, "a": 2, "b": "x"}, {"a": 3, "b": "y", "b": "z"}]'
+    spec: Spec = [("a", "integer"), ("b", "string")]
+    expected = result_to_arrow(python_result(spec, [{"a": 2, "b": "x"}, {"a": 3, "b": "z"}]))
+    assert_same_table(expected, table_from_rows_json(text, columns_of(spec)))
