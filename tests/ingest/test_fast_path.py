@@ -29,6 +29,7 @@ CASES: list[tuple[str, Spec, list[dict[str, Any]]]] = [
     ("float_whole_beyond_2_53_and_fraction", *column_case("float", [2**53 + 1, 1.5])),
     ("float_huge_float_token", *column_case("float", [1.2345678901234567e19, 2.5])),
     ("float_ints_only", *column_case("float", [1, 2, None])),
+    ("float_signed_zeros_and_extremes", *column_case("float", [-0.0, 0.0, 5e-324, 1.7976931348623157e308, -1e-300])),
     ("ints_in_string", *column_case("string", ["x", 5, ["a", "b"], None])),
     ("bools_and_floats_in_string", *column_case("string", ["x", True, 1.5, 1e300, {"k": [1, None]}])),
     ("list_in_integer", *column_case("integer", [1, [2, 3]])),
