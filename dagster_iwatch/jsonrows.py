@@ -35,6 +35,8 @@ _ROW_END = re.compile(rb"\}[ \t\r\n]*[,\]]")
 # A candidate end of the whole array: the bracket followed by what may come after it in the body.
 _ARRAY_END = re.compile(rb"\][ \t\r\n]*(?:[,}]|$)")
 _NON_WS = re.compile(rb"[^ \t\r\n]")
+# The first key of a row: ``{`` then a JSON string then ``:``.
+_FIRST_KEY = re.compile(rb'\{[ \t\r\n]*("(?:[^"\\]|\\.)*")[ \t\r\n]*:')
 # How many wrong candidates (a brace inside a string or nested value) to try before reading slowly.
 _MAX_TRIES = 16
 _BLANKS = frozenset(b" \t\r\n")
@@ -141,7 +143,7 @@ def split_rows_array(buffer: ByteBuffer, piece_bytes: int = PIECE_BYTES) -> Gene
     if (yield from next_byte(buffer, "the result's rows")) == ord("]"):
         buffer.pos += 1
         return
-    state: dict[str, bool] = {}
+    state: dict[str, Any] = {}
     while True:
         piece = _cut(buffer, piece_bytes, state)
         if piece is None:
@@ -174,19 +176,34 @@ def next_byte(buffer: ByteBuffer, what: str) -> Generator[None, None, int]:
             yield None
 
 
-def _cut(buffer: ByteBuffer, piece_bytes: int, state: dict[str, bool]) -> RowsPiece | None:
+def _row_start(buffer: ByteBuffer) -> re.Pattern[bytes] | None:
+    """A pattern for a separator followed by a row that starts like the first (with its first key).
+
+    Nested objects seldom start with a row's first key, so cuts at such separators are almost never wrong.
+    """
+    match = _FIRST_KEY.match(buffer.data, buffer.pos)
+    if match is None:
+        return None
+    return re.compile(rb"\}[ \t\r\n]*(,)[ \t\r\n]*\{[ \t\r\n]*" + re.escape(match.group(1)) + rb"[ \t\r\n]*:")
+
+
+def _cut(buffer: ByteBuffer, piece_bytes: int, state: dict[str, Any]) -> RowsPiece | None:
     """The next piece, or ``None`` when the buffer does not yet hold a provable end of rows."""
     data, start = buffer.data, buffer.pos
     if len(data) - start >= piece_bytes and not state.get("slow"):
+        if "row_start" not in state:
+            state["row_start"] = _row_start(buffer)
         # Cut forward, near the target size; the data past the candidate proves the separator.
-        for tries, match in enumerate(_ROW_END.finditer(data, start + piece_bytes - 1)):
-            if tries >= _MAX_TRIES:
-                # Braces in strings or nested values everywhere, or text msgspec refuses: read it all at the end.
-                state["slow"] = True
-                break
-            piece = _try(buffer, match.start() + 1, match.end() - 1)
-            if piece is not None:
-                return piece
+        for pattern in filter(None, (state["row_start"], _ROW_END)):
+            for tries, match in enumerate(pattern.finditer(data, start + piece_bytes - 1)):
+                if tries >= _MAX_TRIES:
+                    break
+                piece = _try(buffer, match.start() + 1, match.end(1) - 1 if pattern.groups else match.end() - 1)
+                if piece is not None:
+                    return piece
+        if state["row_start"] is None or len(data) - start >= 4 * piece_bytes:
+            # Braces in strings or nested values everywhere, or text msgspec refuses: read it all at the end.
+            state["slow"] = True
     if not buffer.eof:
         return None
     # The stream has ended: the array's end is the last "]" after which the rows parse as a whole.

@@ -191,3 +191,18 @@ def test_a_key_twice_in_a_row_keeps_the_last_value_as_the_python_decoding_does()
     spec: Spec = [("a", "integer"), ("b", "string")]
     expected = result_to_arrow(python_result(spec, [{"a": 2, "b": "x"}, {"a": 3, "b": "z"}]))
     assert_same_table(expected, table_from_rows_json(text, columns_of(spec)))
+
+
+def test_rows_holding_lists_of_objects_are_still_cut_into_pieces() -> None:
+    from dagster_iwatch.jsonrows import ByteBuffer, split_rows_array
+
+    spec: Spec = [("id", "integer"), ("events", None)]
+    rows = [{"id": n, "events": [{"id": k, "s": "}, {"} for k in range(40)]} for n in range(300)]
+    buffer = ByteBuffer()
+    buffer.append(rows_text(rows))
+    buffer.eof = True
+    pieces = list(split_rows_array(buffer, piece_bytes=4000))
+    assert len(pieces) > 30
+    assert sum(piece.rows for piece in pieces if piece) == 300
+    expected = result_to_arrow(python_result(spec, rows))
+    assert_same_table(expected, table_from_rows_json(rows_text(rows), columns_of(spec), piece_bytes=4000))
