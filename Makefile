@@ -41,6 +41,7 @@ dev: $(STAMP)
 	trap 'kill $$server' EXIT INT TERM; \
 	DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/dagster dev -m example_project.definitions
 
+# Side-by-side benchmarks, not part of test: every variant in fresh processes, interleaved; ends with a BENCH line.
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench
 
