@@ -27,7 +27,7 @@ from dagster_iwatch.errors import ProtocolError
 
 __all__ = ["PIECE_BYTES", "ByteBuffer", "NeedMore", "RowsPiece", "next_byte", "read_rows", "split_rows_array"]
 
-PIECE_BYTES = 8 << 20
+PIECE_BYTES = 4 << 20
 """Target size of one piece of rows: big enough that per-piece costs vanish, small enough to bound memory."""
 
 # A candidate end of a piece: a closing brace followed by the separator or the end of the array.

@@ -32,7 +32,7 @@ __all__ = ["PieceReader", "check_columns", "fast_type"]
 _FAST_TYPES = {"integer": pa.int64(), "float": pa.float64(), "boolean": pa.bool_()}
 _EXACT_FLOAT_LIMIT = float(2**53)
 # pyarrow's JSON reader parses blocks of this size in parallel: two per piece, as less CPU goes to block overhead.
-_BLOCK_BYTES = 4 << 20
+_BLOCK_BYTES = 2 << 20
 
 
 def fast_type(column: Column) -> pa.DataType:
