@@ -70,7 +70,7 @@ class ClientSettings:
     Attributes:
         timeout: Connect and read timeouts of each request.
         job_timeout: Default deadline of a whole ``execute``, in seconds.
-        poll_interval: First wait between job polls, in seconds.
+        poll_interval: When to poll a job first, in seconds after it started (see :mod:`dagster_iwatch.poll`).
         max_poll_interval: Longest wait between job polls, in seconds.
         max_retries: Retries of an idempotent request (and of connections that never reached the server).
         backoff_factor: Base of the exponential backoff between retries, in seconds.
@@ -80,8 +80,8 @@ class ClientSettings:
 
     timeout: Timeout = Timeout()
     job_timeout: float = 1800.0
-    poll_interval: float = 0.2
-    max_poll_interval: float = 5.0
+    poll_interval: float = 0.005
+    max_poll_interval: float = 1.0
     max_retries: int = 3
     backoff_factor: float = 0.5
     max_result_bytes: int | None = None

@@ -36,19 +36,32 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dagster_iwatch.columns import Column
+from dagster_iwatch.errors import ProtocolError
+
 if TYPE_CHECKING:
     import pandas as pd
 
-    from dagster_iwatch.types import QueryResult
+    from dagster_iwatch.jsonrows import RowsPiece
 
-__all__ = ["IWATCH_FRIENDLY_NAME_KEY", "IWATCH_TYPE_KEY", "arrow_to_pandas", "result_to_arrow"]
+__all__ = [
+    "IWATCH_FRIENDLY_NAME_KEY",
+    "IWATCH_TYPE_KEY",
+    "arrow_to_pandas",
+    "build_column",
+    "column_field",
+    "finish_column",
+    "result_to_arrow",
+    "table_from_pieces",
+    "table_from_rows_json",
+]
 
 IWATCH_TYPE_KEY = b"iwatch.type"
 IWATCH_FRIENDLY_NAME_KEY = b"iwatch.friendly_name"
@@ -60,12 +73,26 @@ _MAX_DECIMAL_INT = 10**38 - 1
 _CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError)
 # Python's fromisoformat silently drops digits past microseconds; such values stay strings.
 _TOO_PRECISE = re.compile(r"[.,]\d{7,}")
+_NON_BLANK = re.compile(rb"[^ \t\r\n]")
+_DATE = Column("date", type="date")
 
 # pyarrow ships no type information, so its arrays are Any to mypy; the alias names what flows.
 _ArrowArray: TypeAlias = Any
 
 
-def result_to_arrow(result: QueryResult) -> pa.Table:
+class RowsResult(Protocol):
+    """What :func:`result_to_arrow` reads of a result (a :class:`~dagster_iwatch.types.QueryResult`)."""
+
+    @property
+    def columns(self) -> Sequence[Column]:
+        """The result's columns."""
+
+    @property
+    def rows(self) -> Sequence[Mapping[str, Any]]:
+        """The result's rows, as the server sent them."""
+
+
+def result_to_arrow(result: RowsResult) -> pa.Table:
     """Convert a query result to a :class:`pyarrow.Table` typed by its Redash column types.
 
     Args:
@@ -73,21 +100,122 @@ def result_to_arrow(result: QueryResult) -> pa.Table:
 
     Returns:
         A table with one field per result column, in order, typed by the rule in this module's docstring.
+
+    Raises:
+        ProtocolError: Two columns share a name, or a row holds a key that is not among the columns.
     """
+    from dagster_iwatch.piece_reader import check_columns, unknown_key_error
+
+    check_columns(result.columns)
     rows = result.rows
-    arrays: list[_ArrowArray] = []
-    fields: list[pa.Field] = []
-    for column in result.columns:
-        name = column.name
-        values = [row.get(name) for row in rows]
-        array = _build_column(column.type, values)
-        metadata = {
-            IWATCH_TYPE_KEY: (column.type or "null").encode(),
-            IWATCH_FRIENDLY_NAME_KEY: (column.friendly_name or name).encode(),
-        }
-        arrays.append(array)
-        fields.append(pa.field(name, array.type, nullable=True, metadata=metadata))
+    names = {column.name for column in result.columns}
+    for row in rows:
+        if len(row) > len(names) or not names.issuperset(row):
+            raise unknown_key_error(next(key for key in row if key not in names))
+    arrays = [build_column(column.type, [row.get(column.name) for row in rows]) for column in result.columns]
+    fields = [column_field(column, array.type) for column, array in zip(result.columns, arrays, strict=True)]
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def table_from_rows_json(
+    rows_json: bytes | memoryview, columns: Sequence[Column], *, piece_bytes: int | None = None
+) -> pa.Table:
+    """Convert the JSON text of a result's rows to a table, natively, with the same types as :func:`result_to_arrow`.
+
+    The rows are read by ``pyarrow.json`` with an explicit schema built from the column types, piece by
+    piece on all cores; columns whose values it refuses are built from Python values by the same rules as
+    :func:`result_to_arrow` (see :mod:`dagster_iwatch.piece_reader`). The output equals
+    ``result_to_arrow`` on the same rows, field metadata included (columns may hold several chunks).
+
+    Args:
+        rows_json: The text of the ``rows`` array (``[{"a": 1, ...}, ...]``), as sent by the server.
+        columns: The server's column list for these rows.
+        piece_bytes: Target size of the text read at once (:data:`dagster_iwatch.jsonrows.PIECE_BYTES`
+            when ``None``).
+
+    Returns:
+        A table with one field per column, in order.
+
+    Raises:
+        ProtocolError: The text is not an array of objects, two columns share a name, or a row holds a
+            key that is not among the columns.
+    """
+    from dagster_iwatch.jsonrows import PIECE_BYTES, ByteBuffer, split_rows_array
+
+    view = memoryview(rows_json)
+    buffer = ByteBuffer()
+    buffer.append(view)
+    buffer.eof = True
+    table = table_from_pieces(split_rows_array(buffer, piece_bytes or PIECE_BYTES), columns, view)
+    if _NON_BLANK.search(buffer.data, buffer.pos):
+        raise ProtocolError("The result's rows are followed by more text")
+    return table
+
+
+def table_from_pieces(pieces: Iterable[RowsPiece | None], columns: Sequence[Column], source: memoryview) -> pa.Table:
+    """The table of a result whose rows come as pieces cut from ``source`` (see :func:`table_from_rows_json`)."""
+    from dagster_iwatch.piece_reader import PieceReader
+    from dagster_iwatch.prefetch import prefetch
+
+    reader = PieceReader(columns)
+    read: list[tuple[int, int, pa.Table | None, bool]] = []
+    for piece in prefetch(pieces):
+        if piece is None:
+            raise ProtocolError("The result's rows are cut short")
+        table, checked = reader.read_fast(piece)
+        read.append((piece.start, piece.stop, table, checked))
+    python: dict[str, list[Any]] = {column.name: [] for column in reader.fallback_columns()}
+    for start, stop, _table, checked in read:
+        if python or not checked:
+            text = b"".join((b"[", source[start:stop], b"]"))
+            for name, values in reader.read_fallback(text, check_keys=not checked).items():
+                python[name] += values
+    arrays: list[_ArrowArray] = []
+    for column in columns:
+        if column.name in python:
+            arrays.append(build_column(column.type, python[column.name]))
+            continue
+        chunks = [
+            chunk
+            for _start, _stop, table, _checked in read
+            if table is not None
+            for chunk in table.column(column.name).chunks
+        ]
+        arrays.append(finish_column(column, pa.chunked_array(chunks, type=_fast_type(column)))[0])
+    fields = [column_field(column, array.type) for column, array in zip(columns, arrays, strict=True)]
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def finish_column(column: Column, array: _ArrowArray) -> tuple[_ArrowArray, str | None]:
+    """The final array of a natively read column, and for dates and datetimes the rule that typed it.
+
+    Dates and datetimes are cast from their strings (rules ``date``, ``offset``, ``naive``, ``mixed``, or
+    ``text`` when they stay strings); other columns are final as read (rule ``None``).
+    """
+    if column.type == "date":
+        try:
+            return pc.cast(array, pa.date32()), "date"
+        except _CONVERSION_ERRORS:
+            pass
+    if column.type in ("date", "datetime"):
+        parsed, rule = _parse_timestamps(array)
+        return (array, "text") if parsed is None else (parsed, rule)
+    return array, None
+
+
+def column_field(column: Column, arrow_type: pa.DataType) -> pa.Field:
+    """The field of a result column: its type, with its Redash type and display name in the field metadata."""
+    metadata = {
+        IWATCH_TYPE_KEY: (column.type or "null").encode(),
+        IWATCH_FRIENDLY_NAME_KEY: (column.friendly_name or column.name).encode(),
+    }
+    return pa.field(column.name, arrow_type, nullable=True, metadata=metadata)
+
+
+def _fast_type(column: Column) -> pa.DataType:
+    from dagster_iwatch.piece_reader import fast_type
+
+    return fast_type(column)
 
 
 def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
@@ -118,8 +246,8 @@ def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
     return frame
 
 
-def _build_column(redash_type: str | None, values: list[Any]) -> _ArrowArray:
-    """One column's array, typed by its Redash type when the values fit it, else by inference."""
+def build_column(redash_type: str | None, values: list[Any]) -> _ArrowArray:
+    """One column's array from its Python values, typed by its Redash type when they fit it, else by inference."""
     builder = _BUILDERS.get(redash_type or "")
     if builder is not None:
         built = builder(values)
@@ -190,7 +318,7 @@ def _datetime(values: list[Any]) -> _ArrowArray | None:
         return pa.nulls(len(values), _UTC_TIMESTAMP)
     if not pa.types.is_string(array.type):
         return None
-    return _parse_timestamps(array, values)
+    return _parse_timestamps(array)[0]
 
 
 def _date(values: list[Any]) -> _ArrowArray | None:
@@ -201,36 +329,36 @@ def _date(values: list[Any]) -> _ArrowArray | None:
         return pa.nulls(len(values), pa.date32())
     if not pa.types.is_string(array.type):
         return None
-    try:
-        return pc.cast(array, pa.date32())
-    except _CONVERSION_ERRORS:
-        return _parse_timestamps(array, values)
+    return finish_column(_DATE, array)[0]
 
 
-def _parse_timestamps(array: _ArrowArray, values: list[Any]) -> _ArrowArray | None:
-    """ISO-8601 strings as UTC timestamps; values with no offset are UTC. ``None`` if any does not parse."""
+def _parse_timestamps(array: _ArrowArray) -> tuple[_ArrowArray | None, str]:
+    """ISO-8601 strings as UTC timestamps (values with no offset are UTC), or ``None`` if any does not parse.
+
+    Also says which rule parsed them: ``offset`` (every value has one), ``naive`` (none has), ``mixed``.
+    """
     try:
-        return pc.cast(array, _UTC_TIMESTAMP)
+        return pc.cast(array, _UTC_TIMESTAMP), "offset"
     except _CONVERSION_ERRORS:
         pass
     try:
-        return pc.cast(pc.cast(array, _NAIVE_TIMESTAMP), _UTC_TIMESTAMP)
+        return pc.cast(pc.cast(array, _NAIVE_TIMESTAMP), _UTC_TIMESTAMP), "naive"
     except _CONVERSION_ERRORS:
         pass
     # Offsets and naive values mixed in one column: Arrow's cast wants one or the other.
     parsed: list[datetime | None] = []
-    for value in values:
+    for value in array.to_pylist():
         if value is None:
             parsed.append(None)
             continue
         if _TOO_PRECISE.search(value):
-            return None
+            return None, "text"
         try:
             moment = datetime.fromisoformat(value)
         except ValueError:
-            return None
+            return None, "text"
         parsed.append(moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC))
-    return pa.array(parsed, type=_UTC_TIMESTAMP)
+    return pa.array(parsed, type=_UTC_TIMESTAMP), "mixed"
 
 
 def _infer(values: list[Any], *, null_type: pa.DataType) -> _ArrowArray:

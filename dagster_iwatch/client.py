@@ -49,7 +49,9 @@ class IWatchClient(QueryEndpoints, DashboardEndpoints):
         timeout: Seconds to connect and to wait for each read, as one number, ``(connect, read)`` or a
             :class:`~dagster_iwatch._config.Timeout`.
         job_timeout: Default deadline, in seconds, of a whole :meth:`execute` (submit, polls, read-back).
-        poll_interval: First wait between job polls, in seconds; it grows by half up to ``max_poll_interval``.
+        poll_interval: When to poll a job first, in seconds after it started; the waits then double up to
+            ``max_poll_interval`` and polls fall on its multiples, denser around the query's last known runtime
+            (see :mod:`dagster_iwatch.poll`).
         max_poll_interval: Longest wait between job polls, in seconds.
         max_retries: Retries of reads (GET, DELETE) after connection errors, cut-off bodies and HTTP
             429/500/502/503/504; a query run (POST) is retried only when it never reached the server.
@@ -78,8 +80,8 @@ class IWatchClient(QueryEndpoints, DashboardEndpoints):
         query_api_keys: Mapping[int, str] | Mapping[str, str] | None = None,
         timeout: TimeoutLike = (10.0, 60.0),
         job_timeout: float = 1800.0,
-        poll_interval: float = 0.2,
-        max_poll_interval: float = 5.0,
+        poll_interval: float = 0.005,
+        max_poll_interval: float = 1.0,
         max_retries: int = 3,
         backoff_factor: float = 0.5,
         verify: bool | str = True,

@@ -49,8 +49,8 @@ class IWatchResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         default=None,
         repr=False,
         description=(
-            "A user API key (Settings > Account). Needed for listing, editing and dashboards, and for "
-            "queries without their own key. Use dg.EnvVar('IWATCH_API_KEY')."
+            "A user API key (Settings > Account) or a query API key. A user key is needed for listing, editing "
+            "and dashboards. Use dg.EnvVar('IWATCH_API_KEY')."
         ),
     )
     query_api_keys: dict[str, str] = Field(
@@ -67,16 +67,22 @@ class IWatchResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     connect_timeout: float = Field(default=10, description="Seconds to wait for a connection to the server.")
     job_timeout: float = Field(
         default=1800,
-        description="Seconds to wait for a query's job to finish; the job is cancelled on the server after.",
+        description=(
+            "Deadline in seconds of each query run (submit, polls, result); at the deadline the job is cancelled."
+        ),
     )
     max_poll_interval: float = Field(
-        default=5, description="Longest wait, in seconds, between two polls of a running job."
+        default=1,
+        description=(
+            "Longest wait, in seconds, between two polls of a running job (the first polls come within "
+            "milliseconds; see dagster_iwatch.poll)."
+        ),
     )
     max_retries: int = Field(
         default=3,
         description=(
-            "Retries of failed connections and of reads answered 429/502/503/504 (query runs are never "
-            "re-sent once the server may have received them)."
+            "Retries of reads after connection errors, bodies cut off and HTTP 429/500/502/503/504 (query runs "
+            "are never re-sent once the server may have received them)."
         ),
     )
     verify_ssl: bool = Field(
@@ -151,7 +157,7 @@ class IWatchResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             ),
             job_timeout=self.job_timeout,
             max_poll_interval=self.max_poll_interval,
-            poll_interval=min(0.2, self.max_poll_interval),
+            poll_interval=min(0.005, self.max_poll_interval),
             max_retries=self.max_retries,
             verify=self._verify(),
             max_result_bytes=self.max_result_bytes,

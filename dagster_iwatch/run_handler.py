@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from dagster_iwatch._args import check_id
@@ -27,6 +27,7 @@ from dagster_iwatch.errors import (
     QueryExecutionError,
 )
 from dagster_iwatch.parameters import serialize_parameters
+from dagster_iwatch.poll import poll_times
 from dagster_iwatch.types import Job, JobStatus, Query, QueryResult
 
 if TYPE_CHECKING:
@@ -39,7 +40,6 @@ CANCEL_BUDGET_SECONDS = 10.0
 #: Extra age accepted when reading a finished run's result back from the server's cache (see
 #: :meth:`RunHandler.read_back_from_cache`): covers clock skew between us and the server.
 READ_BACK_MARGIN_SECONDS = 60
-_POLL_GROWTH = 1.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +133,7 @@ class RunHandler:
                 self._logger.info("Query %s: served from cache (max_age=%ss)", self.query_id, self.max_age)
                 self._report("done", rows=answer.row_count, from_cache=True)
                 return dataclasses.replace(self._provenance(answer, query, None), parameters=values)
-            job = self._wait(answer, deadline)
+            job = self._wait(answer, deadline, query.runtime)
             try:
                 with read_progress_scope(lambda size: self._report("reading", job, bytes_read=size)):
                     result = self._read(job, query, values, started)
@@ -149,11 +149,12 @@ class RunHandler:
             job_id, status = (job.id, job.status) if job is not None else (None, None)
             self._progress(RunProgress(self.query_id, stage, elapsed, job_id, status, **fields))
 
-    def _wait(self, job: Job, deadline: float) -> Job:
-        """Poll a job until it finishes; cancel it if the wait ends any other way."""
+    def _wait(self, job: Job, deadline: float, expected_runtime: float | None) -> Job:
+        """Poll a job until it finishes (on :func:`~dagster_iwatch.poll.poll_times`); cancel it otherwise."""
         job_id = job.id
         started = time.monotonic()
-        delays = self._delays()
+        settings = self._client.settings
+        times = poll_times(expected_runtime, first=settings.poll_interval, cap=settings.max_poll_interval)
         try:
             self._logger.info("Query %s: job %s queued (status %s)", self.query_id, job_id, job.status.name)
             self._report("waiting", job)
@@ -161,7 +162,8 @@ class RunHandler:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     self._raise_if_expired(deadline, job_id, cancel=True)
-                time.sleep(min(next(delays), remaining))
+                # Times from the start, not waits after each answer: slow answers do not push the schedule back.
+                time.sleep(max(0.0, min(started + next(times) - time.monotonic(), remaining)))
                 previous = job.status
                 try:
                     job = self._client.get_job(job_id, query_id=self.query_id)
@@ -188,12 +190,6 @@ class RunHandler:
         if job.query_result_id is None:
             raise ProtocolError(f"Query {self.query_id}: job {job_id} succeeded without a query_result_id")
         return dataclasses.replace(job, id=job_id)
-
-    def _delays(self) -> Iterator[float]:
-        interval = self._client.settings.poll_interval
-        while True:
-            yield interval
-            interval = min(interval * _POLL_GROWTH, self._client.settings.max_poll_interval)
 
     def _read(self, job: Job, query: Query, values: Mapping[str, Any], started: float) -> QueryResult:
         result_id = job.query_result_id

@@ -8,6 +8,20 @@ from datetime import datetime
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
+from dagster_iwatch.columns import Column
+
+__all__ = [
+    "Column",
+    "Dashboard",
+    "Job",
+    "JobStatus",
+    "MultiValuesOptions",
+    "Parameter",
+    "Query",
+    "QueryResult",
+    "Widget",
+]
+
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
@@ -119,15 +133,6 @@ class Query:
     def parameter(self, name: str) -> Parameter | None:
         """The declared parameter called ``name``, or ``None``."""
         return next((p for p in self.parameters if p.name == name), None)
-
-
-@dataclass(frozen=True)
-class Column:
-    """A result column: its name, display name and Redash type (``None`` when the server gave none)."""
-
-    name: str
-    friendly_name: str | None = None
-    type: str | None = None
 
 
 @dataclass(frozen=True)

@@ -128,5 +128,5 @@ defs = dg.Definitions.merge(
             "io_manager": IWatchParquetIOManager(base_path=os.getenv("IWATCH_PARQUET_PATH", DEFAULT_PARQUET_PATH)),
         },
     ),
-    dg.load_from_defs_folder(project_root=Path(__file__).resolve().parent.parent),
+    dg.load_from_defs_folder(path_within_project=Path(__file__).resolve().parent),
 )

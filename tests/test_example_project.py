@@ -39,7 +39,8 @@ def test_definitions_load_without_deprecations_with_owners_and_partitioned_sched
     assert isinstance(definitions.token_day_volume.partitions_def, dg.MultiPartitionsDefinition)
     graph = defs.resolve_asset_graph()
     keys = graph.get_all_asset_keys()
-    assert len(keys) == 7
+    # The hand-written assets and the single-query component (the workspace component adds more once refreshed).
+    assert len(keys) == 8
     for key in keys:
         assert graph.get(key).owners == ["team:onchain-data"], key
 

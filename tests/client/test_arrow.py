@@ -14,6 +14,7 @@ import pytest
 
 from dagster_iwatch.arrow import arrow_to_pandas, result_to_arrow
 from dagster_iwatch.client import IWatchClient
+from dagster_iwatch.errors import ProtocolError
 from dagster_iwatch.local import LocalServer
 from dagster_iwatch.types import Column, QueryResult
 
@@ -183,7 +184,7 @@ def test_all_null_and_empty_columns_keep_the_declared_type(kind: str | None, arr
 def test_column_order_missing_keys_and_metadata() -> None:
     result = make_result(
         [("b", "integer"), ("a", None), ("c", "string")],
-        [{"a": "x", "b": 1, "c": "y"}, {"c": "z"}, {"a": None, "b": 3, "extra": 9}],
+        [{"a": "x", "b": 1, "c": "y"}, {"c": "z"}, {"a": None, "b": 3}],
     )
     table = result_to_arrow(result)
     assert table.column_names == ["b", "a", "c"]
@@ -195,6 +196,18 @@ def test_column_order_missing_keys_and_metadata() -> None:
     assert table.schema.field("b").metadata[b"iwatch.type"] == b"integer"
     assert table.schema.field("a").metadata[b"iwatch.type"] == b"null"
     assert table.schema.field("c").metadata[b"iwatch.friendly_name"] == b"c"
+
+
+def test_row_key_not_among_columns_is_refused() -> None:
+    result = make_result([("b", "integer")], [{"b": 1}, {"b": 3, "extra": 9}])
+    with pytest.raises(ProtocolError, match="'extra'"):
+        result_to_arrow(result)
+
+
+def test_duplicate_column_names_are_refused() -> None:
+    result = make_result([("b", "integer"), ("b", None)], [{"b": 1}])
+    with pytest.raises(ProtocolError, match="'b' twice"):
+        result_to_arrow(result)
 
 
 def test_redash_types_reach_parquet(tmp_path: Path) -> None:

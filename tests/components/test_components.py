@@ -22,6 +22,7 @@ from dagster_iwatch import (
 )
 from dagster_iwatch.components.models import IWatchConnectionArgs
 from dagster_iwatch.local import LocalServer
+from dagster_iwatch.local.seed import SEED_QUERIES
 from dagster_iwatch.state import InstanceSnapshot, save_snapshot
 
 RESOURCES = """
@@ -30,6 +31,7 @@ import os
 import dagster as dg
 
 from dagster_iwatch import IWatchParquetIOManager, IWatchResource
+from dagster_iwatch.local.seed import SEED_QUERIES
 
 
 @dg.definitions
@@ -182,7 +184,7 @@ def test_a_component_subclass_translates_in_python(snapshot: InstanceSnapshot, t
     groups = {s.key.path[-1]: s.group_name for a in defs.assets or [] for s in a.specs}  # type: ignore[union-attr]
     assert groups["dashboard_chain_overview"] == "dashboards"
     assert groups["daily_prices"] == "queries"
-    assert len(groups) == 18
+    assert len(groups) == len(SEED_QUERIES) + 1
 
 
 def test_the_readme_yaml_reference_loads(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from dagster_iwatch.local import LocalServer
+from dagster_iwatch.local.seed import SEED_QUERIES
 from dagster_iwatch.state import read_snapshot
 from example_project import LOCAL_API_KEY
 
@@ -45,7 +46,7 @@ def test_refresh_then_check_defs_without_the_server(tmp_path: Path) -> None:
         refreshed = dg(project, env | {"IWATCH_URL": server.url}, "utils", "refresh-defs-state")
     assert refreshed.returncode == 0, refreshed.stdout + refreshed.stderr
     (state,) = (project / "example_project" / "defs" / ".local_defs_state").glob("*/state")
-    assert len(read_snapshot(state).queries) == 17
+    assert len(read_snapshot(state).queries) == len(SEED_QUERIES)
 
     # The server is stopped and refresh_if_dev is false: the check reads the snapshot only.
     checked = dg(project, env, "check", "defs")

@@ -19,6 +19,7 @@ from dagster_iwatch import (
 )
 from dagster_iwatch.cadence import Cadence, cadence
 from dagster_iwatch.errors import ConfigError
+from dagster_iwatch.local.seed import SEED_QUERIES
 from dagster_iwatch.state import InstanceSnapshot, QueryRecord, ScheduleRecord
 from dagster_iwatch.workspace import plan_workspace
 
@@ -42,7 +43,7 @@ def test_selection_by_ids_tags_name_pattern_and_exclusions(snapshot: InstanceSna
     assert query_ids(snapshot, IWatchQuerySelector(tags=["prices", "tokens"])) == [4, 12, 15]
     assert query_ids(snapshot, IWatchQuerySelector(name_pattern=r"^transfers (by|for)")) == [3, 7, 9]
     assert query_ids(snapshot, IWatchQuerySelector(tags=["raw"], exclude_tags=["empty"], exclude_ids=[1])) == [12, 15]
-    assert len(query_ids(snapshot, IWatchQuerySelector())) == 17
+    assert len(query_ids(snapshot, IWatchQuerySelector())) == len(SEED_QUERIES)
 
 
 def test_archived_and_draft_queries_are_skipped_unless_asked_for(snapshot: InstanceSnapshot) -> None:
@@ -106,7 +107,7 @@ def test_translator_function_and_subclass_override_the_defaults(snapshot: Instan
         return default.replace_attributes(key=["warehouse", f"q{spec.query_id}"], group_name="warehouse")
 
     specs = load_iwatch_asset_specs(snapshot, translator=by_id, dashboards=False)
-    assert keys(specs) == {f"warehouse/q{i}" for i in range(1, 18)}
+    assert keys(specs) == {f"warehouse/q{i}" for i in range(1, len(SEED_QUERIES) + 1)}
     assert {s.group_name for s in specs} == {"warehouse"}
 
     class Prefixed(IWatchTranslator):

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from dagster_iwatch.local import LocalServer
+from dagster_iwatch.local.seed import SEED_QUERIES
 
 from .helpers import Api
 
@@ -241,13 +242,13 @@ def test_my_favorites_and_archive_lists(fresh_api: Api) -> None:
     empty = {"count": 0, "page": 1, "page_size": 25, "results": []}
     assert api.get("/api/queries/favorites").json() == empty
     assert api.get("/api/dashboards/favorites").json() == empty
-    assert api.get("/api/queries/my", params={"page_size": 2}).json()["count"] == 17
+    assert api.get("/api/queries/my", params={"page_size": 2}).json()["count"] == len(SEED_QUERIES)
     assert api.get("/api/dashboards/my").json()["results"][0]["slug"] == "chain-overview"
     assert api.get("/api/queries/archive").json()["count"] == 0
     api.delete("/api/queries/14")
     archived = api.get("/api/queries/archive").json()
     assert [q["id"] for q in archived["results"]] == [14]
-    assert api.get("/api/queries/my", params={"page_size": 250}).json()["count"] == 16
+    assert api.get("/api/queries/my", params={"page_size": 250}).json()["count"] == len(SEED_QUERIES) - 1
 
 
 def test_xlsx_without_the_extra_is_a_400_naming_the_formats(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import pytest
 from dagster_iwatch import IWatchClient, IWatchResource, build_iwatch_workspace_definitions, load_iwatch_asset_specs
 from dagster_iwatch.errors import SnapshotError
 from dagster_iwatch.local import LocalServer
+from dagster_iwatch.local.seed import SEED_QUERIES
 from dagster_iwatch.state import (
     SNAPSHOT_VERSION,
     InstanceSnapshot,
@@ -50,7 +51,7 @@ def test_snapshot_reads_queries_in_pages_and_each_dashboard_once(server: LocalSe
         ("GET", "/api/dashboards"),
         ("GET", "/api/dashboards/chain-overview"),
     ]
-    assert [q.id for q in snapshot.queries] == list(range(1, 18))
+    assert [q.id for q in snapshot.queries] == list(range(1, len(SEED_QUERIES) + 1))
     assert snapshot.broken == ()
     assert snapshot.base_url == server.url
     volume = snapshot.query(5)
@@ -85,7 +86,7 @@ def test_definitions_from_a_snapshot_make_no_request(tmp_path: Path) -> None:
     defs.resolve_all_job_defs()
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert {"iwatch/daily_volume_in_period", "iwatch/dashboard_chain_overview"} <= keys
-    assert len(keys) == 18
+    assert len(keys) == len(SEED_QUERIES) + 1
 
 
 def test_code_version_changes_when_the_sql_is_edited_and_the_snapshot_refreshed(own_server: LocalServer) -> None:
@@ -100,7 +101,7 @@ def test_code_version_changes_when_the_sql_is_edited_and_the_snapshot_refreshed(
     changed = [k.to_user_string() for k in before if before[k] != after[k]]
     assert changed == ["iwatch/empty_result"]
     query_versions = [v for k, v in before.items() if not k.path[-1].startswith("dashboard_")]
-    assert len(query_versions) == 17
+    assert len(query_versions) == len(SEED_QUERIES)
     assert None not in query_versions
 
 
@@ -115,13 +116,13 @@ def test_a_query_that_cannot_be_read_is_recorded_and_skipped(
         finally:
             client.update_query(13, schedule=None)
     assert 13 not in {q.id for q in snapshot.queries}
-    assert len(snapshot.queries) == 16
+    assert len(snapshot.queries) == len(SEED_QUERIES) - 1
     (broken,) = snapshot.broken
     assert (broken.kind, broken.ref) == ("query", "13")
     assert "interval 'weekly-ish'" in broken.error
     assert "skipped query 13" in caplog.text
     # The rest still builds.
-    assert len(load_iwatch_asset_specs(snapshot)) == 17
+    assert len(load_iwatch_asset_specs(snapshot)) == len(SEED_QUERIES)
 
 
 def test_a_dashboard_that_fails_is_recorded_and_skipped(server: LocalServer) -> None:
@@ -132,7 +133,7 @@ def test_a_dashboard_that_fails_is_recorded_and_skipped(server: LocalServer) -> 
     (broken,) = snapshot.broken
     assert (broken.kind, broken.ref) == ("dashboard", "chain-overview")
     assert "500" in broken.error
-    assert len(snapshot.queries) == 17
+    assert len(snapshot.queries) == len(SEED_QUERIES)
 
 
 def test_a_snapshot_of_another_version_or_no_snapshot_is_refused(tmp_path: Path) -> None:
