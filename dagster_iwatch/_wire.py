@@ -20,6 +20,7 @@ from dagster_iwatch.types import (
     Dashboard,
     Job,
     JobStatus,
+    JsonRows,
     MultiValuesOptions,
     Parameter,
     Query,
@@ -98,7 +99,8 @@ class _Column(msgspec.Struct, frozen=True):
 
 class _Data(msgspec.Struct, frozen=True):
     columns: list[_Column]
-    rows: list[dict[str, Any]]
+    # Left as JSON text: the rows go to Arrow natively (see dagster_iwatch.arrow), never one object per value.
+    rows: msgspec.Raw
 
 
 class _Result(msgspec.Struct, frozen=True):
@@ -266,23 +268,22 @@ def parse_job(data: Any, call: str) -> Job:
     return _job(_convert(data, _JobAnswer, call).job, call)
 
 
-def _result(wire: _Result, call: str) -> QueryResult:
+def _result(wire: _Result, call: str, rows_json: bytes | memoryview | None = None) -> QueryResult:
+    from dagster_iwatch.arrow import table_from_rows_json
+
     names = [column.name for column in wire.data.columns]
     if len(set(names)) != len(names):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         raise ProtocolError(
             f"{call}: the result has duplicate column names {duplicates}; give each column its own alias in the SQL"
         )
-    known = set(names)
-    rows = wire.data.rows
-    # issuperset on each row's keys runs in C: a stray key is found without a Python loop per value.
-    stray = next((i for i, row in enumerate(rows) if len(row) > len(known) or not known.issuperset(row)), None)
-    if stray is not None:
-        extra = sorted(set(rows[stray]) - known)
-        raise ProtocolError(
-            f"{call}: row {stray} has values for {extra}, which the result's columns do not list; "
-            "the server's answer is inconsistent"
-        )
+    columns = tuple(Column(c.name, c.friendly_name, c.type) for c in wire.data.columns)
+    rows = memoryview(wire.data.rows) if rows_json is None else rows_json
+    try:
+        table = table_from_rows_json(rows, columns)
+    except ProtocolError as error:
+        failure = ProtocolError(f"{call}: {error}")
+        raise failure from None
     return QueryResult(
         id=wire.id,
         query_hash=wire.query_hash,
@@ -290,28 +291,44 @@ def _result(wire: _Result, call: str) -> QueryResult:
         data_source_id=wire.data_source_id,
         runtime=wire.runtime,
         retrieved_at=_time(wire.retrieved_at),
-        columns=tuple(Column(c.name, c.friendly_name, c.type) for c in wire.data.columns),
-        rows=rows,
+        columns=columns,
+        rows=JsonRows(rows, table.num_rows),
+        table=table,
     )
 
 
-def parse_result(body: bytes, call: str) -> QueryResult:
-    """A result from the bytes of ``{"query_result": {...}}``, decoded straight into its shape."""
+def _typed_answer(body: bytes, shape: type[_T], call: str) -> tuple[_T, bytes | None]:
+    """The answer decoded into ``shape``, and the rows' text when the body needed the stdlib's parser."""
     try:
-        answer = msgspec.json.decode(body, type=_ResultAnswer)
+        return msgspec.json.decode(body, type=shape), None
     except msgspec.ValidationError as error:
         failure = ProtocolError(f"{call}: unexpected answer from the server: {error}")
         raise failure from None
     except msgspec.DecodeError:
-        answer = _convert(decode(body, call), _ResultAnswer, call)
-    return _result(answer.query_result, call)
+        pass
+    # Bare NaN tokens (Redash before v9): the stdlib parses them, and writes them back for the Arrow reader.
+    data = decode(body, call)
+    result = data.get("query_result") if isinstance(data, dict) else None
+    payload = result.get("data") if isinstance(result, dict) else None
+    if not isinstance(payload, dict) or payload.get("rows") is None:
+        return _convert(data, shape, call), None
+    rows = payload["rows"]
+    payload["rows"] = []
+    converted = msgspec.json.decode(json.dumps(data).encode(), type=shape)
+    return converted, json.dumps(rows).encode()
 
 
-def parse_run(data: Any, call: str) -> QueryResult | Job:
+def parse_result(body: bytes, call: str) -> QueryResult:
+    """A result from the bytes of ``{"query_result": {...}}``, its rows read natively into Arrow."""
+    answer, rows = _typed_answer(body, _ResultAnswer, call)
+    return _result(answer.query_result, call, rows)
+
+
+def parse_run(body: bytes, call: str) -> QueryResult | Job:
     """The answer to running a query: a cached result or a job."""
-    answer = _convert(data, _RunAnswer, call)
+    answer, rows = _typed_answer(body, _RunAnswer, call)
     if answer.query_result is not None:
-        return _result(answer.query_result, call)
+        return _result(answer.query_result, call, rows)
     if answer.job is not None:
         return _job(answer.job, call)
     raise ProtocolError(f"{call}: the answer holds neither a result nor a job")

@@ -231,7 +231,7 @@ class IWatchClient(QueryEndpoints, DashboardEndpoints):
             json_body={"parameters": dict(values), "max_age": max_age},
             limit=self.settings.max_result_bytes,
         )
-        return _wire.parse_run(_wire.decode(body, f"POST {path}"), f"POST {path}")
+        return _wire.parse_run(body, f"POST {path}")
 
     def get_job(self, job_id: str, *, query_id: int | None = None) -> Job:
         """Fetch a job's status.

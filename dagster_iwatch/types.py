@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
+
+import msgspec
 
 from dagster_iwatch.columns import Column
 
@@ -135,13 +138,48 @@ class Query:
         return next((p for p in self.parameters if p.name == name), None)
 
 
+class JsonRows(Sequence[Mapping[str, Any]]):
+    """A result's rows kept as the JSON text the server sent, decoded into dicts only when first read."""
+
+    def __init__(self, text: bytes | memoryview, count: int) -> None:
+        self._text = text
+        self._count = count
+        self._rows: list[dict[str, Any]] | None = None
+
+    def _decoded(self) -> list[dict[str, Any]]:
+        if self._rows is None:
+            try:
+                self._rows = msgspec.json.decode(self._text)
+            except msgspec.DecodeError:
+                # Bare NaN tokens (Redash before v9): the stdlib reads them.
+                self._rows = json.loads(bytes(self._text))
+        return self._rows
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> Mapping[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Mapping[str, Any]]: ...
+    def __getitem__(self, index: int | slice) -> Mapping[str, Any] | Sequence[Mapping[str, Any]]:
+        return self._decoded()[index]
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == other if isinstance(other, list) else self is other
+
+    def __repr__(self) -> str:
+        return f"JsonRows({self._count} rows)"
+
+
 @dataclass(frozen=True)
 class QueryResult:
     """A query result: its metadata, columns and rows as the server sent them.
 
     ``job_id`` is the job that produced this result in this call, or ``None`` when the server answered
     from its cache; :attr:`from_cache` says the same. ``parameters`` holds the parameter values sent, as
-    serialized for the API.
+    serialized for the API. A result from the client carries its ``table``, read natively from the body
+    (``rows`` decodes the JSON into dicts only when read).
     """
 
     id: int | None
@@ -154,6 +192,7 @@ class QueryResult:
     rows: Sequence[Mapping[str, Any]] = field(repr=False)
     job_id: str | None = None
     parameters: Mapping[str, Any] = field(default_factory=dict)
+    table: pa.Table | None = field(default=None, repr=False, compare=False)
 
     @property
     def from_cache(self) -> bool:
@@ -167,6 +206,8 @@ class QueryResult:
 
     def to_arrow(self) -> pa.Table:
         """The rows as a :class:`pyarrow.Table` typed by the Redash column types (see ``dagster_iwatch.arrow``)."""
+        if self.table is not None:
+            return self.table
         from dagster_iwatch.arrow import result_to_arrow
 
         return result_to_arrow(self)

@@ -329,3 +329,13 @@ def test_local_server_results_are_typed(server: LocalServer) -> None:
     assert empty.num_columns > 0
     assert empty.schema.field("id").type == pa.int64()
     assert empty.schema.field("block_time").type == pa.timestamp("us", tz="UTC")
+
+
+@pytest.mark.parametrize("query_id", [1, 12, 13, 15])
+def test_a_client_result_is_read_natively_and_equals_the_python_rules(server: LocalServer, query_id: int) -> None:
+    with IWatchClient(server.url, server.user_api_key) as client:
+        result = client.execute(query_id, max_age=3600)
+    assert result.table is not None
+    # The native table (built from the body's text) and the Python rules over the decoded rows agree exactly.
+    assert result.to_arrow().equals(result_to_arrow(result), check_metadata=True)
+    assert result.row_count == len(list(result.rows)) == result.table.num_rows

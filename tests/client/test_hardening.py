@@ -341,7 +341,7 @@ COLUMN = {"name": "a", "friendly_name": "a", "type": "integer"}
         ({"columns": [{**COLUMN, "type": ["integer"]}], "rows": []}, "type"),
         ({"columns": [{**COLUMN, "friendly_name": 7}], "rows": []}, "friendly_name"),
         ({"columns": [COLUMN, COLUMN], "rows": [{"a": 1}]}, "duplicate column names"),
-        ({"columns": [COLUMN], "rows": [{"a": 1}, {"a": 2, "b": 3}]}, "'b'"),
+        ({"columns": [COLUMN], "rows": [{"a": 1}, {"a": 2, "b": 3}]}, "not among the result's columns.*`b`"),
         ({"columns": [COLUMN], "rows": [[1]]}, "rows"),
     ],
 )
