@@ -8,10 +8,11 @@ and a query key alike, so either kind of key works as ``api_key``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from dagster_iwatch._args import check_id
@@ -112,36 +113,38 @@ class RunHandler:
             JobTimeoutError: The deadline passed; the job was cancelled, or the error says it may still run.
             (and every error of :meth:`IWatchClient.execute <dagster_iwatch.client.IWatchClient.execute>`)
         """
-        started = self._started = time.monotonic()
-        deadline = started + self.timeout
+        self._started = time.monotonic()
+        deadline = self._started + self.timeout
         with deadline_scope(deadline):
-            try:
+            with self._timed(deadline):
                 query = self._query or self._client.get_query(self.query_id)
-            except IWatchError:
-                self._raise_if_expired(deadline, None, cancel=False)
-                raise
             values = serialize_parameters(query, self._parameters)
             if not query.is_safe:
                 # A query key may not run text parameters: the whole run (polls, result, cancel) uses api_key.
                 self._client.use_user_key_for(self.query_id)
-            try:
+            with self._timed(deadline):
                 answer = self._client.run_query(self.query_id, values, max_age=self.max_age)
-            except IWatchError:
-                self._raise_if_expired(deadline, None, cancel=False)
-                raise
             if isinstance(answer, QueryResult):
                 self._logger.info("Query %s: served from cache (max_age=%ss)", self.query_id, self.max_age)
                 self._report("done", rows=answer.row_count, from_cache=True)
                 return dataclasses.replace(self._provenance(answer, query, None), parameters=values)
             job = self._wait(answer, deadline, query.runtime)
-            try:
-                with read_progress_scope(lambda size: self._report("reading", job, bytes_read=size)):
-                    result = self._read(job, query, values, started)
-            except IWatchError:
-                self._raise_if_expired(deadline, job.id, cancel=False)
-                raise
+            with (
+                self._timed(deadline, job.id),
+                read_progress_scope(lambda size: self._report("reading", job, bytes_read=size)),
+            ):
+                result = self._read(job, query, values)
         self._report("done", job, rows=result.row_count)
         return dataclasses.replace(result, job_id=job.id, parameters=values)
+
+    @contextlib.contextmanager
+    def _timed(self, deadline: float, finished_job: str | None = None) -> Iterator[None]:
+        """Turn an error raised after the deadline into :class:`JobTimeoutError` (nothing left to cancel)."""
+        try:
+            yield
+        except IWatchError:
+            self._raise_if_expired(deadline, finished_job, cancel=False)
+            raise
 
     def _report(self, stage: Literal["waiting", "reading", "done"], job: Job | None = None, **fields: Any) -> None:
         if self._progress is not None:
@@ -191,14 +194,14 @@ class RunHandler:
             raise ProtocolError(f"Query {self.query_id}: job {job_id} succeeded without a query_result_id")
         return dataclasses.replace(job, id=job_id)
 
-    def _read(self, job: Job, query: Query, values: Mapping[str, Any], started: float) -> QueryResult:
+    def _read(self, job: Job, query: Query, values: Mapping[str, Any]) -> QueryResult:
         result_id = job.query_result_id
         assert result_id is not None
         try:
             result = self._client.get_query_result(result_id, query_id=self.query_id)
         except NotFoundError:
             # Upstream Redash gives a query key only results of the query run with its saved values.
-            result = self.read_back_from_cache(values, started)
+            result = self.read_back_from_cache(values, self._started)
         return self._provenance(result, query, result_id)
 
     def read_back_from_cache(self, values: Mapping[str, Any], started: float) -> QueryResult:
