@@ -147,7 +147,7 @@ def resolve_connection(url: str | None, api_key_file: Path | None) -> Connection
     Raises:
         CliError: No URL, or no key (exit code ``USAGE``); the key is never part of the message.
     """
-    base_url = (url or os.environ.get(URL_ENV, "")).strip()
+    base_url = (url or os.environ.get(URL_ENV) or "").strip()
     if not base_url:
         raise CliError(f"no server given: set {URL_ENV} or pass --url URL", ExitCode.USAGE)
     key, source = _read_key(api_key_file)

@@ -6,7 +6,7 @@ Each check names the argument the caller passed, so a wrong value is found where
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dagster_iwatch.errors import ConfigError
@@ -78,7 +78,7 @@ class ClientSettings:
         pool_size: Connections kept open per host; at least the number of threads sharing the client.
     """
 
-    timeout: Timeout = Timeout()
+    timeout: Timeout = field(default_factory=Timeout)
     job_timeout: float = 1800.0
     poll_interval: float = 0.005
     max_poll_interval: float = 1.0
