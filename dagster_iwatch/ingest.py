@@ -486,6 +486,8 @@ def write_result_parquet(
             if writer is None:
                 assert stream.schema is not None
                 writer = pq.ParquetWriter(sink, stream.schema, **options)
+                # One empty row group, as pq.write_table writes: pyarrow 18 and 19 cannot read a file with none.
+                writer.write_table(stream.schema.empty_table())
         except StreamRestart:
             if writer is not None:
                 writer.close()
