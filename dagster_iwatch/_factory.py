@@ -29,6 +29,16 @@ def stored(asset_spec: dg.AssetSpec) -> dg.AssetSpec:
     return asset_spec.with_io_manager_key(DEFAULT_IO_MANAGER_KEY)
 
 
+def default_pool(resource_key: str) -> str:
+    """The Dagster pool of the assets that query the instance behind ``resource_key`` (one resource per instance).
+
+    It is ``iwatch`` for the default resource key, ``iwatch_<key>`` for another. Set a limit on it (``dagster
+    instance concurrency set iwatch 4``, or ``concurrency: pools:`` in ``dagster.yaml``) to cap how many queries
+    run on that instance at once; without a limit it restricts nothing.
+    """
+    return "iwatch" if resource_key == "iwatch" else f"iwatch_{resource_key}"
+
+
 def build_step(
     asset_spec: dg.AssetSpec,
     body: StepBody,
@@ -51,7 +61,7 @@ def build_step(
         specs=[asset_spec],
         check_specs=list(check_specs),
         required_resource_keys={resource_key},
-        pool=pool,
+        pool=pool or default_pool(resource_key),
         retry_policy=retry_policy,
     )
     def _asset(context: dg.AssetExecutionContext) -> Iterator[Any]:
@@ -101,7 +111,7 @@ def build_group_step(
         check_specs=[c for m in members for c in m.check_specs],
         can_subset=True,
         required_resource_keys={resource_key},
-        pool=pool,
+        pool=pool or default_pool(resource_key),
         retry_policy=retry_policy,
     )
     def _group(context: dg.AssetExecutionContext) -> Iterator[Any]:

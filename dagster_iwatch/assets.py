@@ -63,7 +63,8 @@ class IWatchQuerySpec:
         checks: Asset checks to switch on: ``"not_empty"``, ``"schema_unchanged"``, ``"fresh"``.
         max_result_age: For the ``fresh`` check: how old the result may be.
         group_name, owners, tags, kinds, metadata, deps, automation_condition: As on ``dagster.AssetSpec``.
-        pool: A Dagster concurrency pool that limits how many of these run at once.
+        pool: A Dagster concurrency pool that limits how many of these run at once; by default the instance's
+            (``iwatch``, or ``iwatch_<resource_key>``), shared by every asset that queries it.
         retry_policy: A Dagster retry policy for the step.
         io_manager_key: The IO manager to store the table with (default: ``io_manager``).
         record: The query as a snapshot holds it (see :mod:`dagster_iwatch.state`): the translator then gives the

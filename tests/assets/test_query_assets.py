@@ -579,3 +579,9 @@ def test_a_partition_parameter_the_query_lacks_is_named_in_plain_words(runner: R
     assert "Parameter 'perod': the partition would fill a parameter the query does not declare" in message
     assert "['period']" in message
     assert "None" not in message
+
+
+def test_every_asset_of_an_instance_shares_its_pool_unless_given_another() -> None:
+    assert build_iwatch_query_asset(1, key="pooled").op.pool == "iwatch"
+    assert build_iwatch_query_asset(1, key="other_instance", resource_key="warehouse").op.pool == "iwatch_warehouse"
+    assert build_iwatch_query_asset(1, key="own_pool", pool="slow_queries").op.pool == "slow_queries"
