@@ -62,3 +62,15 @@ def test_the_transcript_shows_what_the_commands_print(demo_server: LocalServer, 
         done = _shell(f"{export}\n{command} 2>&1", demo_server, tmp_path)
         assert _same_run(done.stdout) == _same_run(expected), command
         previous_code = done.returncode
+
+
+def test_the_tour_commands_run_as_written(demo_server: LocalServer, tmp_path: Path) -> None:
+    tour = next(b for b in re.findall(r"```sh\n(.*?)```", README.read_text(), re.DOTALL) if "make serve &" in b)
+    lines = [line.split("#")[0].strip() for line in tour.strip().splitlines()]
+    # The test's own server stands in for `make serve`; the rest runs as written, the venv's programs on PATH.
+    assert lines[0] == "make serve &"
+    script = "\n".join(["set -e", *lines[1:]]).replace(".venv/bin/", "")
+    done = _shell(script, demo_server, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "All transfers" in done.stdout
+    assert (tmp_path / "january.parquet").stat().st_size > 0
