@@ -51,7 +51,7 @@ def test_declared_length_over_the_limit_is_413(small_server: LocalServer, length
     key = small_server.user_api_key
     head = f"POST /api/queries HTTP/1.1\r\nHost: x\r\nAuthorization: Key {key}\r\nContent-Length: {length}\r\n\r\n"
     status, body = _status_and_json(_raw(small_server, head.encode() + b"{"))
-    assert (status, body) == (b"HTTP/1.1 413 Request Entity Too Large", TOO_LARGE)
+    assert (status.split(b" ")[:2], body) == ([b"HTTP/1.1", b"413"], TOO_LARGE)
     assert Api(small_server).get("/api/queries/1").status_code == 200
 
 
@@ -61,7 +61,7 @@ def test_default_limit_refuses_a_200_mb_declaration(server: LocalServer) -> None
         f"Content-Length: {200 * 1024 * 1024}\r\n\r\n"
     )
     status, body = _status_and_json(_raw(server, head.encode()))
-    assert (status, body) == (b"HTTP/1.1 413 Request Entity Too Large", TOO_LARGE)
+    assert (status.split(b" ")[:2], body) == ([b"HTTP/1.1", b"413"], TOO_LARGE)
 
 
 def test_chunked_body_is_counted_whatever_the_chunk_sizes_say(small_server: LocalServer) -> None:
@@ -69,7 +69,7 @@ def test_chunked_body_is_counted_whatever_the_chunk_sizes_say(small_server: Loca
     head = f"POST /api/queries HTTP/1.1\r\nHost: x\r\nAuthorization: Key {key}\r\nTransfer-Encoding: chunked\r\n\r\n"
     # One chunk announced as 2^64 - 1 bytes, of which 2000 are sent: the server stops reading at its limit.
     status, body = _status_and_json(_raw(small_server, head.encode() + b"ffffffffffffffff\r\n" + b"x" * 2000))
-    assert (status, body) == (b"HTTP/1.1 413 Request Entity Too Large", TOO_LARGE)
+    assert (status.split(b" ")[:2], body) == ([b"HTTP/1.1", b"413"], TOO_LARGE)
     api = Api(small_server)
     r = api.post("/api/queries", data=(b"x" * 600 for _ in range(2)))
     assert (r.status_code, r.json()) == (413, TOO_LARGE)
