@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -34,3 +37,29 @@ def test_the_readme_teaches_definitions_a_dashboard_and_the_client() -> None:
     assert any("dg.Definitions(" in b for b in BLOCKS)
     assert any("build_iwatch_dashboard_asset(" in b for b in BLOCKS)
     assert any("with IWatchClient(" in b for b in BLOCKS)
+
+
+def test_the_install_lines_resolve(tmp_path: Path) -> None:
+    block = next(b for b in re.findall(r"```sh\n(.*?)```", README.read_text(), re.DOTALL) if "pip install" in b)
+    root = str(README.parent)
+    for line in block.strip().splitlines():
+        command = shlex.split(line.split("#")[0])
+        assert command[:2] == ["pip", "install"]
+        target = command[2].replace("/path/to/dagster-iwatch", root)
+        # The same install, resolved (not applied) by the uv the Makefile installs beside pytest.
+        done = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "uv"),
+                "pip",
+                "install",
+                "--dry-run",
+                "--python",
+                sys.executable,
+                target,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
