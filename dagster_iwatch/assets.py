@@ -4,6 +4,7 @@ Building definitions makes no HTTP call. What needs the query's details (its dec
 fetched when the asset runs; keys default to ``["iwatch", "query_<id>"]``, or derive from a ``name`` you give.
 """
 
+import hashlib
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -15,7 +16,16 @@ import dagster as dg
 import msgspec
 
 from dagster_iwatch import checks as asset_checks
-from dagster_iwatch._factory import Member, build_step, table_output, unique_keys
+from dagster_iwatch._factory import (
+    DEFAULT_MAX_CONCURRENCY,
+    Member,
+    build_group_step,
+    build_step,
+    check_concurrency,
+    each_partition,
+    table_output,
+    unique_keys,
+)
 from dagster_iwatch.client import IWatchClient
 from dagster_iwatch.errors import (
     APIError,
@@ -26,8 +36,9 @@ from dagster_iwatch.errors import (
     RateLimitError,
     TransportError,
 )
-from dagster_iwatch.metadata import materialization_metadata, with_file_metadata
+from dagster_iwatch.metadata import materialization_metadata, range_metadata, with_file_metadata
 from dagster_iwatch.partitions import (
+    RANGE_WITH_CALLABLE,
     PartitionParameter,
     RangeEnd,
     check_partition_parameter,
@@ -38,6 +49,7 @@ from dagster_iwatch.state import QueryRecord
 from dagster_iwatch.types import Query, QueryResult
 
 Mode: TypeAlias = Literal["execute", "cached"]
+Layout: TypeAlias = Literal["per_query", "grouped"]
 
 DEFAULT_KINDS = frozenset({"iwatch", "parquet"})
 
@@ -66,6 +78,11 @@ class IWatchQuerySpec:
         pool: A Dagster concurrency pool that limits how many of these run at once; by default the instance's
             (``iwatch``, or ``iwatch_<resource_key>``), shared by every asset that queries it.
         retry_policy: A Dagster retry policy for the step.
+        backfill_policy: For a partitioned asset, ``dagster.BackfillPolicy.single_run()`` (a backfill is one run)
+            or ``multi_run(max_partitions_per_run=N)``: a run over a partition range queries each partition, up
+            to ``max_concurrency`` at a time, and stores each in its own partition file. Default: one run per
+            partition.
+        max_concurrency: How many partitions of a range run at once (each with its own client).
         io_manager_key: The IO manager to store the table with (default: ``io_manager``).
         record: The query as a snapshot holds it (see :mod:`dagster_iwatch.state`): the translator then gives the
             asset the query's name, description, SQL, tags, owner and parameters, and a code version.
@@ -92,6 +109,8 @@ class IWatchQuerySpec:
     automation_condition: dg.AutomationCondition[Any] | None = None
     pool: str | None = None
     retry_policy: dg.RetryPolicy | None = None
+    backfill_policy: dg.BackfillPolicy | None = None
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     io_manager_key: str | None = None
     record: QueryRecord | None = None
 
@@ -114,6 +133,14 @@ class IWatchQuerySpec:
         if self.mode == "cached" and self.record is not None and self.record.parameters:
             raise ConfigError(f"query {self.query_id} declares parameters: {CACHED_WITH_PARAMETERS}")
         check_partition_parameter(self.partitions_def, self.partition_parameter)
+        check_concurrency(self.max_concurrency)
+        if self.backfill_policy is not None:
+            if not isinstance(self.backfill_policy, dg.BackfillPolicy):
+                raise ConfigError(f"backfill_policy must be a dagster.BackfillPolicy, got {self.backfill_policy!r}")
+            if self.partitions_def is None:
+                raise ConfigError("backfill_policy applies to partitioned assets; give a partitions_def or drop it")
+            if callable(self.partition_parameter):
+                raise ConfigError(f"query {self.query_id}: {RANGE_WITH_CALLABLE}")
         if isinstance(self.partition_parameter, str):
             filled = {self.partition_parameter}
         elif isinstance(self.partition_parameter, Mapping):
@@ -311,26 +338,65 @@ def build_iwatch_query_assets(
     *,
     translator: TranslatorLike | None = None,
     resource_key: str = "iwatch",
+    layout: Layout = "per_query",
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
 ) -> list[dg.AssetsDefinition]:
-    """Build one asset per saved query; each runs in its own step, with its own partitions.
+    """Build the assets of many saved queries: one step per query, or a few subsettable steps.
 
     Args:
         specs: Query ids (all defaults) or complete :class:`IWatchQuerySpec` objects.
         translator: Rules applied to every spec: an :class:`IWatchTranslator`, or a function
             ``(query_spec, default_asset_spec) -> AssetSpec``.
         resource_key: The key of the :class:`IWatchResource` in your Definitions.
+        layout: ``"per_query"`` (default): one asset definition, and so one step, per query. ``"grouped"``: one
+            subsettable multi-asset per set of queries that share partitions, pool, retry and backfill policy;
+            a run materializes the selected ones in one step, ``max_concurrency`` at a time, and one query's
+            failure spares the others (the step fails at the end, naming it).
+        max_concurrency: In the grouped layout, how many of a step's queries run at once.
 
     Returns:
-        One asset definition per spec, in the order given.
+        One asset definition per spec in the order given, or (grouped) one per set of queries.
 
     Raises:
-        ConfigError: Two specs give the same asset key, or a spec is inconsistent.
+        ConfigError: Two specs give the same asset key, a spec is inconsistent, or a bad layout or concurrency.
     """
+    if layout not in ("per_query", "grouped"):
+        raise ConfigError(f"layout must be 'per_query' or 'grouped', got {layout!r}")
+    check_concurrency(max_concurrency)
     rules = as_translator(translator)
-    built = [
-        _build(s if isinstance(s, IWatchQuerySpec) else IWatchQuerySpec(query_id=s), rules, resource_key) for s in specs
-    ]
-    unique_keys(built)
+    query_specs = [s if isinstance(s, IWatchQuerySpec) else IWatchQuerySpec(query_id=s) for s in specs]
+    if layout == "per_query":
+        built = [_build(s, rules, resource_key) for s in query_specs]
+        unique_keys(built)
+        return built
+    members = [(s, query_member(s, rules.get_asset_spec(s))) for s in query_specs]
+    unique_keys(m.asset_spec for _, m in members)
+    return _grouped(members, resource_key, max_concurrency)
+
+
+def _grouped(
+    members: Sequence[tuple[IWatchQuerySpec, Member]], resource_key: str, max_concurrency: int
+) -> list[dg.AssetsDefinition]:
+    # One step must share its partitions, pool and policies; the name hashes the keys so that two calls differ.
+    groups: dict[tuple[Any, ...], list[tuple[IWatchQuerySpec, Member]]] = {}
+    for spec, member in members:
+        policies = (spec.pool, spec.retry_policy, spec.backfill_policy)
+        same = next((k for k in groups if k[0] == member.asset_spec.partitions_def and k[1:] == policies), None)
+        groups.setdefault(same or (member.asset_spec.partitions_def, *policies), []).append((spec, member))
+    built = []
+    for (_, pool, retry_policy, backfill_policy), grouped in groups.items():
+        keys = ",".join(m.asset_spec.key.to_user_string() for _, m in grouped)
+        built.append(
+            build_group_step(
+                f"iwatch_queries_{hashlib.sha256(keys.encode()).hexdigest()[:10]}",
+                [m for _, m in grouped],
+                resource_key=resource_key,
+                max_concurrency=max_concurrency,
+                pool=pool,
+                retry_policy=retry_policy,
+                backfill_policy=backfill_policy,
+            )
+        )
     return built
 
 
@@ -352,6 +418,7 @@ def build_query_step(spec: IWatchQuerySpec, asset_spec: dg.AssetSpec, resource_k
         check_specs=member.check_specs,
         pool=spec.pool,
         retry_policy=spec.retry_policy,
+        backfill_policy=spec.backfill_policy,
     )
 
 
@@ -380,6 +447,70 @@ def _materialize(
     spec: IWatchQuerySpec,
 ) -> Iterator[dg.Output[Any] | dg.AssetCheckResult]:
     previous_schema = asset_checks.latest_schema(context, key) if "schema_unchanged" in spec.checks else None
+    if spec.partitions_def is not None and context.has_partition_key_range:
+        tables, metadata, results = _materialize_range(context, resource, spec)
+        yield dg.Output(tables, output_name, metadata=range_metadata(metadata))
+    else:
+        query, query_url, result = _fetch(context, resource, spec, None, None)
+        table = with_file_metadata(result.to_arrow(), result, spec.query_id)
+        one = materialization_metadata(
+            query_id=spec.query_id, query=query, query_url=query_url, result=result, table=table, mode=spec.mode
+        )
+        yield table_output(table, output_name, one)
+        tables, metadata, results = {"": table}, {"": one}, [result]
+    # Over a range, a check holds when it holds for every partition: the fewest rows, the oldest result.
+    ages = [r.retrieved_at for r in results if r.retrieved_at is not None]
+    yield from asset_checks.evaluate(
+        key,
+        spec.checks,
+        row_count=min(t.num_rows for t in tables.values()),
+        schema=list(metadata.values())[-1]["dagster/column_schema"],
+        previous_schema=previous_schema,
+        retrieved_at=min(ages) if len(ages) == len(results) else None,
+        max_result_age=spec.max_result_age,
+    )
+
+
+def _materialize_range(
+    context: dg.AssetExecutionContext, resource: IWatchResource, spec: IWatchQuerySpec
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]], list[QueryResult]]:
+    """Each partition of the run's range, queried ``spec.max_concurrency`` at a time: tables, metadata, results."""
+    query = _details(resource, spec)
+
+    def one(partition: str) -> tuple[Any, dict[str, Any], QueryResult]:
+        _, query_url, result = _fetch(context, resource, spec, partition, query)
+        table = with_file_metadata(result.to_arrow(), result, spec.query_id)
+        metadata = materialization_metadata(
+            query_id=spec.query_id, query=query, query_url=query_url, result=result, table=table, mode=spec.mode
+        )
+        return table, metadata, result
+
+    keys = list(context.partition_keys)
+    context.log.info(f"Querying {len(keys)} partitions, {spec.max_concurrency} at a time")
+    done = each_partition(keys, one, max_concurrency=spec.max_concurrency, name=f"iwatch_query_{spec.query_id}")
+    return (
+        {k: v[0] for k, v in done.items()},
+        {k: v[1] for k, v in done.items()},
+        [v[2] for v in done.values()],
+    )
+
+
+def _details(resource: IWatchResource, spec: IWatchQuerySpec) -> Query:
+    try:
+        with resource.get_client() as client:
+            return client.get_query(spec.query_id)
+    except IWatchError as error:
+        raise _failure(error, spec.query_id, None) from error
+
+
+def _fetch(
+    context: dg.AssetExecutionContext,
+    resource: IWatchResource,
+    spec: IWatchQuerySpec,
+    partition: str | None,
+    query: Query | None,
+) -> tuple[Query, str, QueryResult]:
+    """The query's details and its result for one partition (or the run's), on a client of its own."""
     try:
         client = resource.get_client()
     except IWatchError as error:
@@ -387,31 +518,16 @@ def _materialize(
     with client:
         query_url = client.query_url(spec.query_id)
         try:
-            query = client.get_query(spec.query_id)
+            if query is None:
+                query = client.get_query(spec.query_id)
             if spec.mode == "cached":
-                result = _cached_result(client, query)
-            else:
-                values = dict(spec.parameters)
-                if spec.partition_parameter is not None:
-                    values.update(partition_parameters(context, query, spec.partition_parameter, spec.range_end))
-                result = client.execute(spec.query_id, values, max_age=spec.max_age, query=query)
+                return query, query_url, _cached_result(client, query)
+            values = dict(spec.parameters)
+            if spec.partition_parameter is not None:
+                values.update(partition_parameters(context, query, spec.partition_parameter, spec.range_end, partition))
+            return query, query_url, client.execute(spec.query_id, values, max_age=spec.max_age, query=query)
         except IWatchError as error:
             raise _failure(error, spec.query_id, query_url) from error
-
-    table = with_file_metadata(result.to_arrow(), result, spec.query_id)
-    metadata = materialization_metadata(
-        query_id=spec.query_id, query=query, query_url=query_url, result=result, table=table, mode=spec.mode
-    )
-    yield table_output(table, output_name, metadata)
-    yield from asset_checks.evaluate(
-        key,
-        spec.checks,
-        row_count=table.num_rows,
-        schema=metadata["dagster/column_schema"],
-        previous_schema=previous_schema,
-        retrieved_at=result.retrieved_at,
-        max_result_age=spec.max_result_age,
-    )
 
 
 #: Why mode="cached" does not suit a query that declares parameters.

@@ -36,6 +36,13 @@ _RANGE_TYPES = ("date-range", *_DATETIME_RANGE_STEP)
 _POINT_TYPES = ("date", "datetime-local", "datetime-with-seconds")
 
 
+#: Why a callable partition parameter cannot serve a run over a partition range.
+RANGE_WITH_CALLABLE = (
+    "a callable partition_parameter receives the run's context, which names a whole partition range, not one "
+    "partition; name the parameter instead, or drop backfill_policy so each run covers one partition"
+)
+
+
 def check_partition_parameter(
     partitions_def: dg.PartitionsDefinition | None, partition_parameter: PartitionParameter | None
 ) -> None:
@@ -76,16 +83,21 @@ def partition_parameters(
     query: Query,
     partition_parameter: PartitionParameter,
     range_end: RangeEnd = "inclusive",
+    key: str | None = None,
 ) -> dict[str, Any]:
-    """The parameter values that the current partition fills, typed by the query's declared parameters.
+    """The parameter values that a partition fills, typed by the query's declared parameters.
+
+    ``key`` is the partition (one of a run's range); by default the run's only partition.
 
     Raises:
         ParameterError: The query declares no such parameter, or the partition cannot fill its type.
     """
     if callable(partition_parameter):
+        if key is not None:
+            raise ConfigError(RANGE_WITH_CALLABLE)
         return dict(partition_parameter(context))
     partitions_def = context.assets_def.partitions_def
-    key = context.partition_key
+    key = context.partition_key if key is None else key
     if isinstance(partitions_def, dg.MultiPartitionsDefinition):
         assert isinstance(partition_parameter, Mapping)
         multi_key = key if isinstance(key, dg.MultiPartitionKey) else partitions_def.get_partition_key_from_str(key)
