@@ -72,6 +72,10 @@ class IWatchQuerySpec:
             to ``max_concurrency`` at a time, and stores each in its own partition file. Default: one run per
             partition.
         max_concurrency: How many partitions of a range run at once (each with its own client).
+        range_query_column: Opt-in, for a time-window partitioned query whose partition parameter is a date or
+            datetime range: a run over a range sends one query over the whole range and splits its rows into the
+            partitions by this date or timestamp column. One job instead of one per partition, but one result
+            held in memory for the range, and rows outside every window (or with a null) are dropped.
         io_manager_key: The IO manager to store the table with (default: ``io_manager``).
         record: The query as a snapshot holds it (see :mod:`dagster_iwatch.state`): the translator then gives the
             asset the query's name, description, SQL, tags, owner and parameters, and a code version.
@@ -100,6 +104,7 @@ class IWatchQuerySpec:
     retry_policy: dg.RetryPolicy | None = None
     backfill_policy: dg.BackfillPolicy | None = None
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    range_query_column: str | None = None
     io_manager_key: str | None = None
     record: QueryRecord | None = None
 
@@ -130,6 +135,15 @@ class IWatchQuerySpec:
                 raise ConfigError("backfill_policy applies to partitioned assets; give a partitions_def or drop it")
             if callable(self.partition_parameter):
                 raise ConfigError(f"query {self.query_id}: {RANGE_WITH_CALLABLE}")
+        if self.range_query_column is not None and (
+            self.backfill_policy is None
+            or not isinstance(self.partitions_def, dg.TimeWindowPartitionsDefinition)
+            or not isinstance(self.partition_parameter, str)
+        ):
+            raise ConfigError(
+                f"query {self.query_id}: range_query_column needs a backfill_policy, a time-window partitions_def "
+                "(daily, weekly, monthly...) and a partition_parameter naming the range parameter"
+            )
         if isinstance(self.partition_parameter, str):
             filled = {self.partition_parameter}
         elif isinstance(self.partition_parameter, Mapping):

@@ -24,7 +24,7 @@ from dagster_iwatch.errors import (
     TransportError,
 )
 from dagster_iwatch.metadata import materialization_metadata, range_metadata, with_file_metadata
-from dagster_iwatch.partitions import partition_parameters
+from dagster_iwatch.partitions import partition_parameters, range_parameter, split_by_window
 from dagster_iwatch.resource import IWatchResource
 from dagster_iwatch.types import Query, QueryResult
 
@@ -71,6 +71,8 @@ def _materialize_range(
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]], list[QueryResult]]:
     """Each partition of the run's range, queried ``spec.max_concurrency`` at a time: tables, metadata, results."""
     query = _details(resource, spec)
+    if spec.range_query_column is not None:
+        return _one_query_over_range(context, resource, spec, query)
 
     def one(partition: str) -> tuple[Any, dict[str, Any], QueryResult]:
         _, query_url, result = _fetch(context, resource, spec, partition, query)
@@ -88,6 +90,38 @@ def _materialize_range(
         {k: v[1] for k, v in done.items()},
         [v[2] for v in done.values()],
     )
+
+
+def _one_query_over_range(
+    context: dg.AssetExecutionContext, resource: IWatchResource, spec: IWatchQuerySpec, query: Query
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]], list[QueryResult]]:
+    """One query over the run's whole range, its rows split into the partitions by ``spec.range_query_column``."""
+    assert isinstance(spec.partitions_def, dg.TimeWindowPartitionsDefinition)  # checked by the spec
+    assert isinstance(spec.partition_parameter, str)
+    assert spec.range_query_column is not None
+    windows = {k: spec.partitions_def.time_window_for_partition_key(k) for k in context.partition_keys}
+    start, end = min(w.start for w in windows.values()), max(w.end for w in windows.values())
+    try:
+        with resource.get_client() as client:
+            query_url = client.query_url(spec.query_id)
+            values = {
+                **spec.parameters,
+                **range_parameter(query, spec.partition_parameter, start, end, spec.range_end),
+            }
+            result = client.execute(spec.query_id, values, max_age=spec.max_age, query=query)
+        table = with_file_metadata(result.to_arrow(), result, spec.query_id)
+        tables, outside = split_by_window(table, spec.range_query_column, windows)
+    except IWatchError as error:
+        raise _failure(error, spec.query_id, None) from error
+    if outside:
+        context.log.warning(f"{outside} rows of the range fall in no partition of it and are not stored")
+    metadata = {
+        k: materialization_metadata(
+            query_id=spec.query_id, query=query, query_url=query_url, result=result, table=t, mode=spec.mode
+        )
+        for k, t in tables.items()
+    }
+    return tables, metadata, [result]
 
 
 def _details(resource: IWatchResource, spec: IWatchQuerySpec) -> Query:

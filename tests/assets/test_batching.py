@@ -147,3 +147,46 @@ def test_grouped_layout_splits_by_partitions_and_keeps_per_query_the_default(run
     assert sorted(len(a.keys) for a in grouped) == [1, 2]
     with pytest.raises(ConfigError, match="layout"):
         build_iwatch_query_assets(specs, layout="nope")  # type: ignore[arg-type]
+
+
+def test_one_query_over_the_range_splits_rows_into_partitions(runner: Runner) -> None:
+    asset = build_iwatch_query_asset(
+        5,
+        partitions_def=DAILY,
+        partition_parameter="period",
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        range_query_column="block_date",
+    )
+    result = runner.materialize([asset], tags=range_tags(DAYS[0], DAYS[-1]))
+
+    assert posts(runner, 5) == 1
+    (materialization, *_) = [e.materialization for e in result.get_asset_materialization_events()]
+    assert materialization.metadata["iwatch/parameters"].value == {"period": {"start": DAYS[0], "end": DAYS[-1]}}
+    folder = Path(str(materialization.metadata["dagster/uri"].value))
+    per_partition = build_iwatch_query_asset(5, key="per_partition", partitions_def=DAILY, partition_parameter="period")
+    for day in DAYS:
+        (single,) = runner.materialize([per_partition], partition_key=day).get_asset_materialization_events()
+        alone = pq.read_table(Path(str(single.materialization.metadata["dagster/uri"].value)))
+        split = pq.read_table(folder / f"{day}.parquet")
+        assert split.num_rows > 0
+        assert split.to_pylist() == alone.to_pylist()
+
+
+def test_one_query_over_the_range_needs_a_range_parameter_and_a_time_column(runner: Runner) -> None:
+    with pytest.raises(ConfigError, match="range_query_column needs a backfill_policy"):
+        build_iwatch_query_asset(5, partitions_def=DAILY, partition_parameter="period", range_query_column="x")
+    single_run = dg.BackfillPolicy.single_run()
+    point = build_iwatch_query_asset(
+        4, partitions_def=DAILY, partition_parameter="day", backfill_policy=single_run, range_query_column="day"
+    )
+    failed = runner.materialize([point], tags=range_tags(DAYS[0], DAYS[1]), raise_on_error=False)
+    assert not failed.success
+    assert posts(runner, 4) == 0
+    no_column = build_iwatch_query_asset(
+        5, partitions_def=DAILY, partition_parameter="period", backfill_policy=single_run, range_query_column="nope"
+    )
+    failed = runner.materialize([no_column], tags=range_tags(DAYS[0], DAYS[1]), raise_on_error=False)
+    (failure,) = [e for e in failed.all_events if e.is_step_failure]
+    assert failure.step_failure_data.error is not None
+    assert "range_query_column 'nope' is not a column" in failure.step_failure_data.error.message
+    assert not failed.get_asset_materialization_events()
