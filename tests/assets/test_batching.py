@@ -190,3 +190,25 @@ def test_one_query_over_the_range_needs_a_range_parameter_and_a_time_column(runn
     assert failure.step_failure_data.error is not None
     assert "range_query_column 'nope' is not a column" in failure.step_failure_data.error.message
     assert not failed.get_asset_materialization_events()
+
+
+def test_grouped_partitioned_queries_backfill_a_range_in_one_step(runner: Runner) -> None:
+    single_run = dg.BackfillPolicy.single_run()
+    specs = [
+        IWatchQuerySpec(5, partitions_def=DAILY, partition_parameter="period", backfill_policy=single_run),
+        IWatchQuerySpec(4, partitions_def=DAILY, partition_parameter="day", backfill_policy=single_run),
+    ]
+    (group,) = build_iwatch_query_assets(specs, layout="grouped")
+    assert group.backfill_policy == single_run
+
+    result = runner.materialize([group], tags=range_tags(DAYS[0], DAYS[2]))
+
+    done = sorted(
+        (e.materialization.asset_key.path[-1], e.partition or "") for e in result.get_asset_materialization_events()
+    )
+    assert done == sorted((name, day) for name in ("query_4", "query_5") for day in DAYS[:3])
+    assert (posts(runner, 4), posts(runner, 5)) == (3, 3)
+    for name in ("query_4", "query_5"):
+        assert sorted(p.name for p in (runner.base_path / "iwatch" / f"{name}.partitions").iterdir()) == [
+            f"{day}.parquet" for day in DAYS[:3]
+        ]
