@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import dagster as dg
 import pyarrow as pa
@@ -17,6 +17,11 @@ from dagster_iwatch.errors import ConfigError
 from dagster_iwatch.metadata import data_version
 
 DEFAULT_IO_MANAGER_KEY = "io_manager"
+
+#: How many partitions of a range a step queries at once, unless the spec says otherwise.
+DEFAULT_MAX_CONCURRENCY = 4
+
+T = TypeVar("T")
 
 StepBody: TypeAlias = Callable[[dg.AssetExecutionContext, Any, dg.AssetKey, str], Iterator[Any]]
 """What a step yields, given the context, the Inverse Watch resource, the asset key and the output name."""
@@ -47,6 +52,7 @@ def build_step(
     check_specs: Sequence[dg.AssetCheckSpec] = (),
     pool: str | None = None,
     retry_policy: dg.RetryPolicy | None = None,
+    backfill_policy: dg.BackfillPolicy | None = None,
 ) -> dg.AssetsDefinition:
     """An asset definition of one stored asset whose step runs ``body`` with the Inverse Watch resource.
 
@@ -63,6 +69,7 @@ def build_step(
         required_resource_keys={resource_key},
         pool=pool or default_pool(resource_key),
         retry_policy=retry_policy,
+        backfill_policy=backfill_policy,
     )
     def _asset(context: dg.AssetExecutionContext) -> Iterator[Any]:
         yield from body(context, getattr(context.resources, resource_key), key, output_name)
@@ -87,6 +94,7 @@ def build_group_step(
     max_concurrency: int = 1,
     pool: str | None = None,
     retry_policy: dg.RetryPolicy | None = None,
+    backfill_policy: dg.BackfillPolicy | None = None,
 ) -> dg.AssetsDefinition:
     """One subsettable asset definition for many stored assets that share their partitions; one op builds them all.
 
@@ -99,8 +107,7 @@ def build_group_step(
     Raises:
         ConfigError: ``max_concurrency`` is not a positive integer.
     """
-    if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
-        raise ConfigError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
+    check_concurrency(max_concurrency)
     specs = [stored(m.asset_spec) for m in members]
     bodies = {spec.key: (m.body, spec.key.to_python_identifier()) for spec, m in zip(specs, members, strict=True)}
     order = [spec.key for spec in specs]
@@ -113,6 +120,7 @@ def build_group_step(
         required_resource_keys={resource_key},
         pool=pool or default_pool(resource_key),
         retry_policy=retry_policy,
+        backfill_policy=backfill_policy,
     )
     def _group(context: dg.AssetExecutionContext) -> Iterator[Any]:
         resource = getattr(context.resources, resource_key)
@@ -150,6 +158,52 @@ def build_group_step(
             )
 
     return _group
+
+
+def check_concurrency(max_concurrency: int) -> None:
+    """Refuse a concurrency that is not a positive integer.
+
+    Raises:
+        ConfigError: ``max_concurrency`` is not a positive integer.
+    """
+    if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
+        raise ConfigError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
+
+
+def each_partition(keys: Sequence[str], work: Callable[[str], T], *, max_concurrency: int, name: str) -> dict[str, T]:
+    """``work`` for each partition key, up to ``max_concurrency`` at a time, as ``{key: value}`` in key order.
+
+    After a partition fails no further one starts (those under way finish); the step then fails, naming each
+    failed partition, and allows a retry only when every failure does.
+
+    Raises:
+        dagster.Failure: One or more partitions failed.
+    """
+    done: dict[str, T] = {}
+    failures: dict[str, dg.Failure] = {}
+    with ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix=name) as workers:
+        futures = {workers.submit(work, key): key for key in keys}
+        try:
+            for future in as_completed(futures):
+                if future.cancelled():
+                    continue
+                try:
+                    done[futures[future]] = future.result()
+                except dg.Failure as failure:
+                    failures[futures[future]] = failure
+                    for pending in futures:
+                        pending.cancel()
+        finally:
+            for pending in futures:
+                pending.cancel()
+    if failures:
+        failed = [k for k in keys if k in failures]
+        raise dg.Failure(
+            description="; ".join(f"partition {k}: {failures[k].description}" for k in failed),
+            metadata={"failed_partitions": dg.MetadataValue.json(failed)},
+            allow_retries=all(f.allow_retries for f in failures.values()),
+        )
+    return {k: done[k] for k in keys}
 
 
 def _check_key(result: dg.AssetCheckResult) -> dg.AssetCheckKey:

@@ -4,8 +4,9 @@ Building definitions makes no HTTP call. What needs the query's details (its dec
 fetched when the asset runs; keys default to ``["iwatch", "query_<id>"]``, or derive from a ``name`` you give.
 """
 
+import hashlib
 import re
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from functools import partial
@@ -15,29 +16,29 @@ import dagster as dg
 import msgspec
 
 from dagster_iwatch import checks as asset_checks
-from dagster_iwatch._factory import Member, build_step, table_output, unique_keys
-from dagster_iwatch.client import IWatchClient
-from dagster_iwatch.errors import (
-    APIError,
-    ConfigError,
-    IWatchError,
-    JobTimeoutError,
-    NotFoundError,
-    RateLimitError,
-    TransportError,
+from dagster_iwatch._factory import (
+    DEFAULT_MAX_CONCURRENCY,
+    Member,
+    build_group_step,
+    build_step,
+    check_concurrency,
+    unique_keys,
 )
-from dagster_iwatch.metadata import materialization_metadata, with_file_metadata
+from dagster_iwatch.errors import (
+    ConfigError,
+)
 from dagster_iwatch.partitions import (
+    RANGE_WITH_CALLABLE,
     PartitionParameter,
     RangeEnd,
     check_partition_parameter,
-    partition_parameters,
 )
-from dagster_iwatch.resource import IWatchResource
+from dagster_iwatch.query_step import CACHED_WITH_PARAMETERS, materialize
+from dagster_iwatch.query_step import iwatch_failure as iwatch_failure
 from dagster_iwatch.state import QueryRecord
-from dagster_iwatch.types import Query, QueryResult
 
 Mode: TypeAlias = Literal["execute", "cached"]
+Layout: TypeAlias = Literal["per_query", "grouped"]
 
 DEFAULT_KINDS = frozenset({"iwatch", "parquet"})
 
@@ -66,6 +67,15 @@ class IWatchQuerySpec:
         pool: A Dagster concurrency pool that limits how many of these run at once; by default the instance's
             (``iwatch``, or ``iwatch_<resource_key>``), shared by every asset that queries it.
         retry_policy: A Dagster retry policy for the step.
+        backfill_policy: For a partitioned asset, ``dagster.BackfillPolicy.single_run()`` (a backfill is one run)
+            or ``multi_run(max_partitions_per_run=N)``: a run over a partition range queries each partition, up
+            to ``max_concurrency`` at a time, and stores each in its own partition file. Default: one run per
+            partition.
+        max_concurrency: How many partitions of a range run at once (each with its own client).
+        range_query_column: Opt-in, for a time-window partitioned query whose partition parameter is a date or
+            datetime range: a run over a range sends one query over the whole range and splits its rows into the
+            partitions by this date or timestamp column. One job instead of one per partition, but one result
+            held in memory for the range, and rows outside every window (or with a null) are dropped.
         io_manager_key: The IO manager to store the table with (default: ``io_manager``).
         record: The query as a snapshot holds it (see :mod:`dagster_iwatch.state`): the translator then gives the
             asset the query's name, description, SQL, tags, owner and parameters, and a code version.
@@ -92,6 +102,9 @@ class IWatchQuerySpec:
     automation_condition: dg.AutomationCondition[Any] | None = None
     pool: str | None = None
     retry_policy: dg.RetryPolicy | None = None
+    backfill_policy: dg.BackfillPolicy | None = None
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    range_query_column: str | None = None
     io_manager_key: str | None = None
     record: QueryRecord | None = None
 
@@ -114,6 +127,23 @@ class IWatchQuerySpec:
         if self.mode == "cached" and self.record is not None and self.record.parameters:
             raise ConfigError(f"query {self.query_id} declares parameters: {CACHED_WITH_PARAMETERS}")
         check_partition_parameter(self.partitions_def, self.partition_parameter)
+        check_concurrency(self.max_concurrency)
+        if self.backfill_policy is not None:
+            if not isinstance(self.backfill_policy, dg.BackfillPolicy):
+                raise ConfigError(f"backfill_policy must be a dagster.BackfillPolicy, got {self.backfill_policy!r}")
+            if self.partitions_def is None:
+                raise ConfigError("backfill_policy applies to partitioned assets; give a partitions_def or drop it")
+            if callable(self.partition_parameter):
+                raise ConfigError(f"query {self.query_id}: {RANGE_WITH_CALLABLE}")
+        if self.range_query_column is not None and (
+            self.backfill_policy is None
+            or not isinstance(self.partitions_def, dg.TimeWindowPartitionsDefinition)
+            or not isinstance(self.partition_parameter, str)
+        ):
+            raise ConfigError(
+                f"query {self.query_id}: range_query_column needs a backfill_policy, a time-window partitions_def "
+                "(daily, weekly, monthly...) and a partition_parameter naming the range parameter"
+            )
         if isinstance(self.partition_parameter, str):
             filled = {self.partition_parameter}
         elif isinstance(self.partition_parameter, Mapping):
@@ -311,26 +341,65 @@ def build_iwatch_query_assets(
     *,
     translator: TranslatorLike | None = None,
     resource_key: str = "iwatch",
+    layout: Layout = "per_query",
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
 ) -> list[dg.AssetsDefinition]:
-    """Build one asset per saved query; each runs in its own step, with its own partitions.
+    """Build the assets of many saved queries: one step per query, or a few subsettable steps.
 
     Args:
         specs: Query ids (all defaults) or complete :class:`IWatchQuerySpec` objects.
         translator: Rules applied to every spec: an :class:`IWatchTranslator`, or a function
             ``(query_spec, default_asset_spec) -> AssetSpec``.
         resource_key: The key of the :class:`IWatchResource` in your Definitions.
+        layout: ``"per_query"`` (default): one asset definition, and so one step, per query. ``"grouped"``: one
+            subsettable multi-asset per set of queries that share partitions, pool, retry and backfill policy;
+            a run materializes the selected ones in one step, ``max_concurrency`` at a time, and one query's
+            failure spares the others (the step fails at the end, naming it).
+        max_concurrency: In the grouped layout, how many of a step's queries run at once.
 
     Returns:
-        One asset definition per spec, in the order given.
+        One asset definition per spec in the order given, or (grouped) one per set of queries.
 
     Raises:
-        ConfigError: Two specs give the same asset key, or a spec is inconsistent.
+        ConfigError: Two specs give the same asset key, a spec is inconsistent, or a bad layout or concurrency.
     """
+    if layout not in ("per_query", "grouped"):
+        raise ConfigError(f"layout must be 'per_query' or 'grouped', got {layout!r}")
+    check_concurrency(max_concurrency)
     rules = as_translator(translator)
-    built = [
-        _build(s if isinstance(s, IWatchQuerySpec) else IWatchQuerySpec(query_id=s), rules, resource_key) for s in specs
-    ]
-    unique_keys(built)
+    query_specs = [s if isinstance(s, IWatchQuerySpec) else IWatchQuerySpec(query_id=s) for s in specs]
+    if layout == "per_query":
+        built = [_build(s, rules, resource_key) for s in query_specs]
+        unique_keys(built)
+        return built
+    members = [(s, query_member(s, rules.get_asset_spec(s))) for s in query_specs]
+    unique_keys(m.asset_spec for _, m in members)
+    return _grouped(members, resource_key, max_concurrency)
+
+
+def _grouped(
+    members: Sequence[tuple[IWatchQuerySpec, Member]], resource_key: str, max_concurrency: int
+) -> list[dg.AssetsDefinition]:
+    # One step must share its partitions, pool and policies; the name hashes the keys so that two calls differ.
+    groups: dict[tuple[Any, ...], list[tuple[IWatchQuerySpec, Member]]] = {}
+    for spec, member in members:
+        policies = (spec.pool, spec.retry_policy, spec.backfill_policy)
+        same = next((k for k in groups if k[0] == member.asset_spec.partitions_def and k[1:] == policies), None)
+        groups.setdefault(same or (member.asset_spec.partitions_def, *policies), []).append((spec, member))
+    built = []
+    for (_, pool, retry_policy, backfill_policy), grouped in groups.items():
+        keys = ",".join(m.asset_spec.key.to_user_string() for _, m in grouped)
+        built.append(
+            build_group_step(
+                f"iwatch_queries_{hashlib.sha256(keys.encode()).hexdigest()[:10]}",
+                [m for _, m in grouped],
+                resource_key=resource_key,
+                max_concurrency=max_concurrency,
+                pool=pool,
+                retry_policy=retry_policy,
+                backfill_policy=backfill_policy,
+            )
+        )
     return built
 
 
@@ -352,6 +421,7 @@ def build_query_step(spec: IWatchQuerySpec, asset_spec: dg.AssetSpec, resource_k
         check_specs=member.check_specs,
         pool=spec.pool,
         retry_policy=spec.retry_policy,
+        backfill_policy=spec.backfill_policy,
     )
 
 
@@ -366,103 +436,6 @@ def query_member(spec: IWatchQuerySpec, asset_spec: dg.AssetSpec) -> Member:
         check_partition_parameter(spec.partitions_def, spec.partition_parameter)
     return Member(
         asset_spec,
-        partial(_materialize, spec=spec),
+        partial(materialize, spec=spec),
         asset_checks.check_specs(asset_spec.key, spec.checks, spec.max_result_age),
     )
-
-
-def _materialize(
-    context: dg.AssetExecutionContext,
-    resource: IWatchResource,
-    key: dg.AssetKey,
-    output_name: str,
-    *,
-    spec: IWatchQuerySpec,
-) -> Iterator[dg.Output[Any] | dg.AssetCheckResult]:
-    previous_schema = asset_checks.latest_schema(context, key) if "schema_unchanged" in spec.checks else None
-    try:
-        client = resource.get_client()
-    except IWatchError as error:
-        raise _failure(error, spec.query_id, None) from error
-    with client:
-        query_url = client.query_url(spec.query_id)
-        try:
-            query = client.get_query(spec.query_id)
-            if spec.mode == "cached":
-                result = _cached_result(client, query)
-            else:
-                values = dict(spec.parameters)
-                if spec.partition_parameter is not None:
-                    values.update(partition_parameters(context, query, spec.partition_parameter, spec.range_end))
-                result = client.execute(spec.query_id, values, max_age=spec.max_age, query=query)
-        except IWatchError as error:
-            raise _failure(error, spec.query_id, query_url) from error
-
-    table = with_file_metadata(result.to_arrow(), result, spec.query_id)
-    metadata = materialization_metadata(
-        query_id=spec.query_id, query=query, query_url=query_url, result=result, table=table, mode=spec.mode
-    )
-    yield table_output(table, output_name, metadata)
-    yield from asset_checks.evaluate(
-        key,
-        spec.checks,
-        row_count=table.num_rows,
-        schema=metadata["dagster/column_schema"],
-        previous_schema=previous_schema,
-        retrieved_at=result.retrieved_at,
-        max_result_age=spec.max_result_age,
-    )
-
-
-#: Why mode="cached" does not suit a query that declares parameters.
-CACHED_WITH_PARAMETERS = (
-    "Inverse Watch (like Redash) keeps a latest result only for a run with the parameters' saved defaults, and "
-    "Redash v10 none at all; use mode='execute' with max_age to reuse a recent result of the values you need"
-)
-
-
-def _cached_result(client: IWatchClient, query: Query) -> QueryResult:
-    try:
-        return client.get_cached_result(query.id)
-    except NotFoundError as error:
-        if not query.parameters:
-            raise
-        failure = NotFoundError(error.status, error.method, error.path, error.server_message)
-        failure.args = (f"query {query.id} has no cached result for its parameters: {CACHED_WITH_PARAMETERS}",)
-    raise failure
-
-
-def _failure(error: IWatchError, query_id: int, query_url: str | None) -> dg.Failure:
-    metadata: dict[str, Any] = {"iwatch/query_id": query_id}
-    if query_url:
-        metadata["iwatch/query_url"] = dg.MetadataValue.url(query_url)
-    return iwatch_failure(error, metadata)
-
-
-def iwatch_failure(error: IWatchError, metadata: Mapping[str, Any], subject: str | None = None) -> dg.Failure:
-    """The Dagster failure for an Inverse Watch error, raised at an asset's boundary.
-
-    Args:
-        error: The library's error.
-        metadata: What the asset knows (which query or dashboard); the job id and server message are added.
-        subject: What failed, when the error's own message does not name it (it starts the description).
-
-    Returns:
-        A ``dagster.Failure`` that allows a retry only for passing troubles (transport errors, rate limits,
-        job timeouts, server errors).
-    """
-    metadata = dict(metadata)
-    job_id = getattr(error, "job_id", None)
-    if job_id:
-        metadata["iwatch/job_id"] = job_id
-    server_message = getattr(error, "server_error", None) or getattr(error, "server_message", None)
-    if server_message:
-        metadata["iwatch/server_message"] = server_message
-    # Only passing troubles are worth a retry: a failed query or a bad parameter gives the same answer again.
-    retryable = isinstance(error, TransportError | RateLimitError | JobTimeoutError) or (
-        isinstance(error, APIError) and error.status >= 500
-    )
-    description = f"{type(error).__name__}: {error}"
-    if subject:
-        description = f"{subject}: {description}"
-    return dg.Failure(description=description, metadata=metadata, allow_retries=retryable)

@@ -186,8 +186,15 @@ class ParquetUPathIOManager(UPathIOManager):
 
         Raises:
             UnsupportedOutputError: The output is ``None`` or neither a table nor a DataFrame.
-            IWatchError: The output holds several partitions.
+            IWatchError: The output holds several partitions but is not a ``{partition_key: table}`` mapping.
         """
+        if isinstance(obj, Mapping) and context.has_asset_partitions:
+            # A run over a partition range hands one table per partition: each gets its own file.
+            paths = [
+                self._write(context, _to_table(obj[k], _describe(context)), k) for k in context.asset_partition_keys
+            ]
+            context.add_output_metadata({"dagster/uri": MetadataValue.text(display_uri(paths[0].parent))})
+            return
         table = _to_table(obj, _describe(context))
         partition: str | None = None
         if context.has_asset_partitions:
@@ -198,11 +205,15 @@ class ParquetUPathIOManager(UPathIOManager):
                     "manager writes one file per partition. Run the backfill with one run per partition."
                 )
             partition = keys[0]
+        path = self._write(context, table, partition)
+        context.add_output_metadata({"dagster/uri": MetadataValue.text(display_uri(path))})
+
+    def _write(self, context: OutputContext, table: pa.Table, partition: str | None) -> UPath:
         path = self.path_for(context, partition)
         context.log.debug(f"Writing Parquet to {display_uri(path)}")
         self.make_directory(path.parent)
         self.dump_to_path(context, table, path)
-        context.add_output_metadata({"dagster/uri": MetadataValue.text(display_uri(path))})
+        return path
 
     def load_input(self, context: InputContext) -> Any:
         """Load an input as a DataFrame, a ``pyarrow.Table``, or a dict of either per partition.

@@ -149,3 +149,18 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Mapping):
         return dict(value)
     return str(value)
+
+
+def range_metadata(per_partition: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The metadata of one output that holds several partitions: Dagster records it with each of them.
+
+    So it keeps only the entries every partition shares (query, URL, mode, and the schema when they agree), and
+    adds each partition's row count under ``iwatch/row_counts``.
+    """
+    first, *rest = per_partition.values()
+    shared = {k: v for k, v in first.items() if all(k in m and m[k] == v for m in rest)}
+    shared.pop("dagster/row_count", None)
+    shared["iwatch/row_counts"] = dg.MetadataValue.json(
+        {key: m.get("dagster/row_count") for key, m in per_partition.items()}
+    )
+    return shared

@@ -18,6 +18,8 @@ from datetime import date, datetime, timedelta
 from typing import Any, Literal, TypeAlias
 
 import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from dagster_iwatch.errors import NO_VALUE, ConfigError, ParameterError
 from dagster_iwatch.types import Parameter, Query
@@ -34,6 +36,13 @@ _DATETIME_RANGE_STEP = {
 }
 _RANGE_TYPES = ("date-range", *_DATETIME_RANGE_STEP)
 _POINT_TYPES = ("date", "datetime-local", "datetime-with-seconds")
+
+
+#: Why a callable partition parameter cannot serve a run over a partition range.
+RANGE_WITH_CALLABLE = (
+    "a callable partition_parameter receives the run's context, which names a whole partition range, not one "
+    "partition; name the parameter instead, or drop backfill_policy so each run covers one partition"
+)
 
 
 def check_partition_parameter(
@@ -76,16 +85,21 @@ def partition_parameters(
     query: Query,
     partition_parameter: PartitionParameter,
     range_end: RangeEnd = "inclusive",
+    key: str | None = None,
 ) -> dict[str, Any]:
-    """The parameter values that the current partition fills, typed by the query's declared parameters.
+    """The parameter values that a partition fills, typed by the query's declared parameters.
+
+    ``key`` is the partition (one of a run's range); by default the run's only partition.
 
     Raises:
         ParameterError: The query declares no such parameter, or the partition cannot fill its type.
     """
     if callable(partition_parameter):
+        if key is not None:
+            raise ConfigError(RANGE_WITH_CALLABLE)
         return dict(partition_parameter(context))
     partitions_def = context.assets_def.partitions_def
-    key = context.partition_key
+    key = context.partition_key if key is None else key
     if isinstance(partitions_def, dg.MultiPartitionsDefinition):
         assert isinstance(partition_parameter, Mapping)
         multi_key = key if isinstance(key, dg.MultiPartitionKey) else partitions_def.get_partition_key_from_str(key)
@@ -160,3 +174,55 @@ def _as_date(key: str) -> date | str:
         return date.fromisoformat(key)
     except ValueError:
         return key
+
+
+def range_parameter(query: Query, name: str, start: datetime, end: datetime, range_end: RangeEnd) -> dict[str, Any]:
+    """The value of a date-range or datetime-range parameter covering ``[start, end)``, several windows at once.
+
+    Raises:
+        ParameterError: The query does not declare ``name``, or declares it with a type that is not a range.
+    """
+    parameter = _declared(query, name)
+    if parameter.type not in _RANGE_TYPES:
+        raise ParameterError(
+            name,
+            NO_VALUE,
+            f"one of {list(_RANGE_TYPES)} to query a whole partition range at once (it is {parameter.type!r}); "
+            "drop range_query_column to query each partition on its own",
+            problem="one query over a partition range needs a range parameter",
+        )
+    return {name: window_values(parameter.type, start, end, range_end)}
+
+
+def split_by_window(
+    table: pa.Table, column: str, windows: Mapping[str, dg.TimeWindow]
+) -> tuple[dict[str, pa.Table], int]:
+    """The rows of ``table`` whose ``column`` falls in each window ``[start, end)``, and how many fell in none.
+
+    A date column is compared with the windows' days; a timestamp column with their instants (wall-clock times in
+    the partitions' timezone when the column has no timezone).
+
+    Raises:
+        ConfigError: The table has no such column, or it holds neither dates nor timestamps.
+    """
+    if column not in table.column_names:
+        raise ConfigError(f"range_query_column {column!r} is not a column of the result: {table.column_names}")
+    values = table.column(column)
+    kind = values.type
+    if pa.types.is_date(kind):
+
+        def bound(instant: datetime) -> pa.Scalar:
+            return pa.scalar(instant.date(), kind)
+    elif pa.types.is_timestamp(kind):
+
+        def bound(instant: datetime) -> pa.Scalar:
+            return pa.scalar(instant if kind.tz else instant.replace(tzinfo=None), kind)
+    else:
+        raise ConfigError(f"range_query_column {column!r} holds {kind}, not dates or timestamps")
+    parts: dict[str, pa.Table] = {}
+    kept = 0
+    for key, window in windows.items():
+        inside = pc.and_(pc.greater_equal(values, bound(window.start)), pc.less(values, bound(window.end)))
+        parts[key] = table.filter(inside)
+        kept += parts[key].num_rows
+    return parts, table.num_rows - kept
