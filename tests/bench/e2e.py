@@ -153,6 +153,15 @@ def run(rows: int, rounds: int) -> Section:
                 )
             )
         )
+    beyond = {
+        variant: [r["wall"] - d["wall"] for r, d in zip(runs[variant], runs["drain"], strict=True)]
+        for variant in ("naive", "ours")
+    }
+    section.lines.append(
+        "client time beyond the server's pace (client s - drain s, paired by round): "
+        + ", ".join(f"{variant} {median(values):.2f} s" for variant, values in beyond.items())
+        + f"; naive/ours {median([n / o for n, o in zip(beyond['naive'], beyond['ours'], strict=True)]):.2f}x"
+    )
     section.lines.append("")
     section.fields = {
         "e2e_client_speedup": f"{paired_ratio(runs['naive'], runs['ours'], 'wall'):.2f}",
