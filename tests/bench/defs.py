@@ -5,8 +5,8 @@ code location's repository resolved (its asset graph), each in a fresh process a
 
 - ``ours``: ``read_snapshot`` + ``build_iwatch_workspace_definitions(layout="grouped")`` (the default).
 - ``plain``: ``json.loads`` of the file, then what a user writes by hand for the same assets: one
-  ``dg.AssetSpec`` per query (key, description with the SQL, group, owner, tags, metadata, code version, deps of
-  query-based parameters, IO manager) in one subsettable ``@dg.multi_asset``, and one ``dg.AssetSpec`` per
+  ``dg.AssetSpec`` per query (key, description with the SQL, owner, tags, kinds, the same metadata, code version,
+  deps of query-based parameters, IO manager) in one subsettable ``@dg.multi_asset`` in a pool, and one ``dg.AssetSpec`` per
   dashboard depending on its widgets' queries.
 
 Field of the BENCH line: ``defs_10k_vs_plain`` = ours total / plain total at 10,000 queries (median of per-round
@@ -70,13 +70,17 @@ def _plain(path: str) -> dict[str, float]:
         dg.AssetSpec(
             key=keys[query["id"]],
             description=f"**{query['name']}**\n\n{query['description']}\n\n```sql\n{query['sql']}\n```",
-            group_name="iwatch",
             owners=[query["owner_email"]],
             tags={tag: "" for tag in query["tags"]},
+            kinds={"iwatch", "parquet"},
             metadata={
                 "iwatch/query_id": query["id"],
+                "iwatch/query_name": query["name"],
                 "iwatch/sql_hash": query["sql_hash"],
                 "iwatch/parameters": dg.MetadataValue.json(query["parameters"]),
+                "iwatch/tags": dg.MetadataValue.json(query["tags"]),
+                "iwatch/owner_email": query["owner_email"],
+                "iwatch/query_url": dg.MetadataValue.url(f"{instance['base_url']}/queries/{query['id']}"),
             },
             code_version=query["sql_hash"],
             deps=[keys[p["query_id"]] for p in query["parameters"] if p.get("query_id") in keys],
@@ -85,14 +89,19 @@ def _plain(path: str) -> dict[str, float]:
     ]
 
     iwatch_queries = dg.multi_asset(
-        name="iwatch_queries", specs=specs, can_subset=True, required_resource_keys={"iwatch"}
+        name="iwatch_queries", specs=specs, can_subset=True, required_resource_keys={"iwatch"}, pool="iwatch"
     )(_run_queries)
 
     boards = [
         dg.AssetSpec(
             key=dg.AssetKey(["iwatch", "dashboards", board["slug"].replace("-", "_")]),
-            group_name="iwatch",
             deps=list({keys[w["query_id"]] for w in board["widgets"] if w["query_id"] in keys}),
+            metadata={
+                "iwatch/dashboard_id": board["id"],
+                "iwatch/dashboard_name": board["name"],
+                "iwatch/dashboard_url": dg.MetadataValue.url(f"{instance['base_url']}/dashboards/{board['slug']}"),
+                "iwatch/query_ids": dg.MetadataValue.json([w["query_id"] for w in board["widgets"]]),
+            },
         )
         for board in instance["dashboards"]
     ]
