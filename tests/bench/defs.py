@@ -6,8 +6,8 @@ code location's repository resolved (its asset graph), each in a fresh process a
 - ``ours``: ``read_snapshot`` + ``build_iwatch_workspace_definitions(layout="grouped")`` (the default).
 - ``plain``: ``json.loads`` of the file, then what a user writes by hand for the same assets: one
   ``dg.AssetSpec`` per query (key, description with the SQL, owner, tags, kinds, the same metadata, code version,
-  deps of query-based parameters, IO manager) in one subsettable ``@dg.multi_asset`` in a pool, and one ``dg.AssetSpec`` per
-  dashboard depending on its widgets' queries.
+  deps of query-based parameters, IO manager) in one subsettable ``@dg.multi_asset`` in a pool, and one
+  ``dg.AssetSpec`` per dashboard depending on its widgets' queries.
 
 Field of the BENCH line: ``defs_10k_vs_plain`` = ours total / plain total at 10,000 queries (median of per-round
 ratios).
