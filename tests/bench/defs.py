@@ -57,7 +57,7 @@ def _key(name: str) -> dg.AssetKey:
     return dg.AssetKey(["iwatch", _NAME.sub("_", name.lower()).strip("_")])
 
 
-def _run_queries(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
+def _run_queries(context: dg.AssetExecutionContext) -> Iterator[Any]:
     """The step of the plain assets (defined, never run here)."""
     yield from ()
 
