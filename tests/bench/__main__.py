@@ -29,17 +29,21 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--wait-rounds", type=int, default=3, help="rounds of each job wait under 20 s")
     parser.add_argument("--long-wait-rounds", type=int, default=2, help="rounds of each job wait of 20 s or more")
+    parser.add_argument("--other-rounds", type=int, default=3, help="rounds of the end-to-end and definitions sections")
     parser.add_argument("--e2e-rows", type=int, default=1_000_000, help="rows of the end-to-end result")
-    parser.add_argument("--defs-queries", type=int, default=10_000, help="queries of the definitions section")
+    parser.add_argument(
+        "--defs-queries", type=int, nargs="+", default=[1_000, 10_000], help="queries of the definitions section"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.rounds, args.jobs, args.wait_rounds, args.long_wait_rounds = [20_000], 1, [0.05, 1.5], 1, 1
-        args.e2e_rows, args.defs_queries = 50_000, 500
+        args.e2e_rows, args.defs_queries = 50_000, [500]
     rounds = args.rounds if args.quick else max(args.rounds, 3)
+    other_rounds = 1 if args.quick else max(args.other_rounds, 3)
     runs: dict[str, Callable[[], Section]] = {
         "ingest": lambda: ingest.run(sorted(args.sizes), rounds),
-        "defs": lambda: defs.run(args.defs_queries, rounds),
-        "e2e": lambda: e2e.run(args.e2e_rows, rounds),
+        "defs": lambda: defs.run(sorted(args.defs_queries), other_rounds),
+        "e2e": lambda: e2e.run(args.e2e_rows, other_rounds),
         "waits": lambda: waits.run(sorted(args.jobs), args.wait_rounds, args.long_wait_rounds),
     }
     started = time.perf_counter()
