@@ -1,29 +1,57 @@
-"""``python -m tests.bench [--sizes N ...] [--rounds K]``: every section, then one BENCH line.
+"""``python -m tests.bench [--sections ...] [--sizes N ...] [--rounds K] ...``: the sections, then one BENCH line.
 
 Sections are functions returning a :class:`tests.bench.runner.Section`; each adds its table and its
-fields of the BENCH line. Only fields measured in this run are printed.
+fields of the BENCH line. Only fields measured in this run are printed. ``--quick`` shrinks every section
+(fewer rows, shorter jobs, fewer rounds) to check that it runs; its figures are not the benchmark's.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
-from tests.bench import ingest
+from tests.bench import defs, e2e, ingest, waits
+from tests.bench.runner import Section
+
+SECTIONS = ("ingest", "waits", "e2e", "defs")
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the sections and print their tables and the BENCH line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
+    parser.add_argument("--quick", action="store_true", help="a short run of each section, to check it works")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000], help="ingest sizes, in rows")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per comparison (at least 3)")
+    parser.add_argument(
+        "--jobs", type=float, nargs="+", default=[0.05, 3.5, 10.5, 30.5], help="job lengths of the waits, seconds"
+    )
+    parser.add_argument("--wait-rounds", type=int, default=3, help="rounds of each job wait under 20 s")
+    parser.add_argument("--long-wait-rounds", type=int, default=2, help="rounds of each job wait of 20 s or more")
+    parser.add_argument("--other-rounds", type=int, default=3, help="rounds of the end-to-end and definitions sections")
+    parser.add_argument("--e2e-rows", type=int, default=1_000_000, help="rows of the end-to-end result")
+    parser.add_argument(
+        "--defs-queries", type=int, nargs="+", default=[1_000, 10_000], help="queries of the definitions section"
+    )
     args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.rounds, args.jobs, args.wait_rounds, args.long_wait_rounds = [20_000], 1, [0.05, 1.5], 1, 1
+        args.e2e_rows, args.defs_queries = 50_000, [500]
+    rounds = args.rounds if args.quick else max(args.rounds, 3)
+    other_rounds = 1 if args.quick else max(args.other_rounds, 3)
+    runs: dict[str, Callable[[], Section]] = {
+        "ingest": lambda: ingest.run(sorted(args.sizes), rounds),
+        "defs": lambda: defs.run(sorted(args.defs_queries), other_rounds),
+        "e2e": lambda: e2e.run(args.e2e_rows, other_rounds),
+        "waits": lambda: waits.run(sorted(args.jobs), args.wait_rounds, args.long_wait_rounds),
+    }
     started = time.perf_counter()
-    sections = [ingest.run(sorted(args.sizes), max(args.rounds, 3))]
     fields: dict[str, str] = {}
-    for section in sections:
-        print(f"## {section.title}")
-        print("\n".join(section.lines))
+    for name in args.sections:
+        section = runs[name]()
+        print(f"## {section.title}", flush=True)
+        print("\n".join(section.lines), flush=True)
         fields |= section.fields
     print(f"(bench took {time.perf_counter() - started:.0f} s)")
     print("BENCH " + " ".join(f"{key}={value}" for key, value in fields.items()))
