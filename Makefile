@@ -78,7 +78,6 @@ test-lowest:
 # Side-by-side benchmarks, not part of test: every variant in fresh processes, interleaved; ends with a BENCH line.
 bench: $(TEST_STAMP)
 	$(BIN)/python -m tests.bench
-	$(BIN)/python -m tests.bench.components --layouts grouped per_query
 
 # 200 concurrent executions through one client against the local server with injected faults (loopback only).
 load: $(TEST_STAMP)
