@@ -21,7 +21,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, quote_plus, urlsplit
 
 import requests
@@ -58,6 +58,7 @@ _KEY_PATTERNS = (
     re.compile(r"(?i)(api_key=)[^\s&'\",;]+"),
 )
 _HEADER_SAFE = re.compile(r"[!-~]+")
+_T = TypeVar("_T")
 
 
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("iwatch_deadline", default=None)
@@ -266,31 +267,61 @@ class Transport:
         """
         if idempotent is None:
             idempotent = method in ("GET", "HEAD", "DELETE")
+        retry_read = idempotent
+
+        def attempt(deadline: float | None) -> bytes:
+            response = self._send(method, path, credential, params, json_body, limit, retry_read, deadline)
+            try:
+                return b"".join(self._chunks(response, method, path, limit))
+            except ResultTooLargeError as error:
+                raise _Attempt(error, False) from None
+            except TransportError as error:
+                # A body cut off mid-way: the request reached the server, so only reads go again.
+                raise _Attempt(error, retry_read) from None
+
+        return self._with_retries(attempt)
+
+    def stream(self, method: str, path: str, credential: Credential, *, limit: int | None = None) -> Iterator[bytes]:
+        """Send a read (retried as :meth:`request` retries it) and yield its body's chunks as they arrive.
+
+        Retries end once the body has started: a connection lost mid-way raises :class:`TransportError`
+        there. The answer is closed when the iteration ends, fails or is closed early.
+
+        Raises:
+            TransportError, APIError, ResultTooLargeError: As :meth:`request`.
+        """
+        response = self._with_retries(
+            lambda deadline: self._send(method, path, credential, None, None, limit, True, deadline)
+        )
+        yield from self._chunks(response, method, path, limit)
+
+    def _with_retries(self, attempt: Callable[[float | None], _T]) -> _T:
+        """``attempt(deadline)`` until it succeeds, or fails for good, or retries or the deadline run out."""
         left = self.settings.max_retries
         deadline = _DEADLINE.get()
-        attempt = 0
+        number = 0
         while True:
             try:
-                return self._attempt(method, path, credential, params, json_body, limit, idempotent, deadline)
+                return attempt(deadline)
             except _Attempt as failed:
                 error, retryable, asked = failed.error, failed.retryable, failed.retry_after
             # Raised outside the except block: the failed attempt's exception (which may quote a key) is
             # not kept as the context of the error the caller sees.
             if not retryable or left <= 0:
                 raise error
-            wait = self._backoff(attempt) if asked is None else min(asked, _RETRY_AFTER_MAX)
+            wait = self._backoff(number) if asked is None else min(asked, _RETRY_AFTER_MAX)
             if deadline is not None and time.monotonic() + wait >= deadline:
                 raise error
             self._logger.info("%s; retrying in %.2fs (%d left)", error, wait, left)
             time.sleep(wait)
-            attempt += 1
+            number += 1
             left -= 1
 
     def _backoff(self, attempt: int) -> float:
         base: float = min(_BACKOFF_MAX, self.settings.backoff_factor * (2**attempt))
         return base * random.uniform(0.5, 1.0)
 
-    def _attempt(
+    def _send(
         self,
         method: str,
         path: str,
@@ -300,7 +331,8 @@ class Transport:
         limit: int | None,
         idempotent: bool,
         deadline: float | None,
-    ) -> bytes:
+    ) -> requests.Response:
+        """One request, up to a successful answer whose body is still to be read; failures as :class:`_Attempt`."""
         timeout = (self.settings.timeout.connect, self.settings.timeout.read)
         if deadline is not None:
             remaining = deadline - time.monotonic()
@@ -331,13 +363,12 @@ class Transport:
                 idempotent and status in RETRY_STATUSES,
                 retry_after,
             )
-        try:
-            return self._read(response, method, path, limit)
-        except ResultTooLargeError as error:
-            raise _Attempt(error, False) from None
-        except TransportError as error:
-            # A body cut off mid-way: the request reached the server, so only reads go again.
-            raise _Attempt(error, idempotent) from None
+        declared = response.headers.get("Content-Length", "")
+        encoded = response.headers.get("Content-Encoding", "identity") not in ("", "identity")
+        if limit is not None and declared.isdigit() and not encoded and int(declared) > limit:
+            response.close()
+            raise _Attempt(ResultTooLargeError(limit, int(declared)), False)
+        return response
 
     def _transport_error(self, method: str, path: str, error: BaseException) -> TransportError:
         return TransportError(
@@ -345,41 +376,36 @@ class Transport:
             f"{type(error).__name__}: {self.redact(str(error))}"
         )
 
-    def _read(self, response: requests.Response, method: str, path: str, limit: int | None) -> bytes:
-        """The whole body; stops at ``limit`` bytes without reading further."""
+    def _chunks(self, response: requests.Response, method: str, path: str, limit: int | None) -> Iterator[bytes]:
+        """The body as it arrives, up to ``limit`` bytes (no further byte is read); closes the answer."""
+        size = 0
+        on_bytes = _ON_BYTES.get()
         try:
-            declared = response.headers.get("Content-Length", "")
-            encoded = response.headers.get("Content-Encoding", "identity") not in ("", "identity")
-            if limit is not None and declared.isdigit() and not encoded and int(declared) > limit:
-                raise ResultTooLargeError(limit, int(declared))
-            chunks: list[bytes] = []
-            size = 0
-            on_bytes = _ON_BYTES.get()
             while True:
                 want = _READ_CHUNK if limit is None else min(_READ_CHUNK, limit + 1 - size)
-                chunk = response.raw.read(want, decode_content=True)
-                if not chunk:
+                try:
+                    chunk = response.raw.read(want, decode_content=True)
+                except Exception as error:
+                    failure = TransportError(
+                        f"{method} {path}: the connection failed while reading the answer: {type(error).__name__}"
+                    )
                     break
+                if not chunk:
+                    return
                 size += len(chunk)
                 if limit is not None and size > limit:
                     raise ResultTooLargeError(limit)
-                chunks.append(chunk)
+                yield chunk
                 if on_bytes is not None:
                     on_bytes(size)
-            return b"".join(chunks)
-        except ResultTooLargeError:
-            raise
-        except Exception as error:
-            failure = TransportError(
-                f"{method} {path}: the connection failed while reading the answer: {type(error).__name__}"
-            )
         finally:
             response.close()
+        # Raised outside the except block, so the HTTP stack's exception (which may quote a URL) is not its context.
         raise failure
 
     def _read_quietly(self, response: requests.Response) -> bytes:
         try:
-            return self._read(response, "", "", _ERROR_BODY_LIMIT)
+            return b"".join(self._chunks(response, "", "", _ERROR_BODY_LIMIT))
         except IWatchError:
             return b""
 

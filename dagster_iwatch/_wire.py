@@ -26,9 +26,19 @@ from dagster_iwatch.types import (
     Query,
     QueryResult,
     Widget,
+    WrittenRows,
 )
 
-__all__ = ["decode", "parse_dashboard", "parse_job", "parse_page", "parse_query", "parse_result", "parse_run"]
+__all__ = [
+    "decode",
+    "parse_dashboard",
+    "parse_job",
+    "parse_page",
+    "parse_query",
+    "parse_result",
+    "parse_run",
+    "written_result",
+]
 
 _T = TypeVar("_T")
 
@@ -115,6 +125,24 @@ class _Result(msgspec.Struct, frozen=True):
 
 class _ResultAnswer(msgspec.Struct, frozen=True):
     query_result: _Result
+
+
+class _Columns(msgspec.Struct, frozen=True):
+    columns: list[_Column]
+
+
+class _WrittenResult(msgspec.Struct, frozen=True):
+    data: _Columns
+    id: int | None = None
+    query_hash: str | None = None
+    query: str | None = None
+    data_source_id: int | None = None
+    runtime: float | None = None
+    retrieved_at: str | None = None
+
+
+class _WrittenAnswer(msgspec.Struct, frozen=True):
+    query_result: _WrittenResult
 
 
 class _RunAnswer(msgspec.Struct, frozen=True):
@@ -268,16 +296,20 @@ def parse_job(data: Any, call: str) -> Job:
     return _job(_convert(data, _JobAnswer, call).job, call)
 
 
-def _result(wire: _Result, call: str, rows_json: bytes | memoryview | None = None) -> QueryResult:
-    from dagster_iwatch.arrow import table_from_rows_json
-
-    names = [column.name for column in wire.data.columns]
+def _columns(wire: list[_Column], call: str) -> tuple[Column, ...]:
+    names = [column.name for column in wire]
     if len(set(names)) != len(names):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         raise ProtocolError(
             f"{call}: the result has duplicate column names {duplicates}; give each column its own alias in the SQL"
         )
-    columns = tuple(Column(c.name, c.friendly_name, c.type) for c in wire.data.columns)
+    return tuple(Column(c.name, c.friendly_name, c.type) for c in wire)
+
+
+def _result(wire: _Result, call: str, rows_json: bytes | memoryview | None = None) -> QueryResult:
+    from dagster_iwatch.arrow import table_from_rows_json
+
+    columns = _columns(wire.data.columns, call)
     rows = memoryview(wire.data.rows) if rows_json is None else rows_json
     try:
         table = table_from_rows_json(rows, columns)
@@ -322,6 +354,23 @@ def parse_result(body: bytes, call: str) -> QueryResult:
     """A result from the bytes of ``{"query_result": {...}}``, its rows read natively into Arrow."""
     answer, rows = _typed_answer(body, _ResultAnswer, call)
     return _result(answer.query_result, call, rows)
+
+
+def written_result(envelope: Any, call: str, rows: int, where: str) -> QueryResult:
+    """A result from a body's envelope (all but its rows), whose ``rows`` were written to ``where``."""
+    answer = _convert(envelope, _WrittenAnswer, call)
+    wire = answer.query_result
+    columns = _columns(wire.data.columns, call)
+    return QueryResult(
+        id=wire.id,
+        query_hash=wire.query_hash,
+        query=wire.query,
+        data_source_id=wire.data_source_id,
+        runtime=wire.runtime,
+        retrieved_at=_time(wire.retrieved_at),
+        columns=columns,
+        rows=WrittenRows(rows, where),
+    )
 
 
 def parse_run(body: bytes, call: str) -> QueryResult | Job:

@@ -199,15 +199,19 @@ def run(
     api_key_file: Path | None,
 ) -> None:
     """Run saved query QUERY_ID and show its rows, or write them to a file."""
-    if output is not None:
-        output_format(output)  # a bad target fails before the query runs
+    # A bad target fails before the query runs; Parquet is written as the rows arrive, in bounded memory.
+    streamed = output is not None and output_format(output) == "parquet"
     line = ProgressLine(sys.stderr.isatty() if progress is None else progress)
     with _terminate_as_interrupt(), _connected(url, api_key_file) as client:
         query = client.get_query(query_id)
         values = parse_parameter_options(query, params)
         started = time.monotonic()
         try:
-            result = client.execute(query_id, values, max_age=max_age, timeout=timeout, query=query, progress=line)
+            if streamed:
+                assert output is not None
+                result = _write_parquet(client, query_id, output, values, max_age, timeout, query, line)
+            else:
+                result = client.execute(query_id, values, max_age=max_age, timeout=timeout, query=query, progress=line)
         except KeyboardInterrupt:
             # The client asked the server to cancel the job before letting the interrupt through.
             cancelled = f"; the server was asked to cancel job {line.job_id}" if line.job_id else ""
@@ -215,15 +219,32 @@ def run(
         finally:
             line.clear()
         elapsed = time.monotonic() - started
-        data = result.to_arrow()
     if output is None:
-        echo_preview(data, limit)
-    else:
+        echo_preview(result.to_arrow(), limit)
+    elif not streamed:
         try:
-            write_table(data, output)
+            write_table(result.to_arrow(), output)
         except OSError as error:
             raise CliError(f"cannot write {output}: {error.strerror or error}", ExitCode.ERROR) from None
-    click.echo(_summary(result, data.num_columns, output, elapsed), err=True)
+    click.echo(_summary(result, len(result.columns), output, elapsed), err=True)
+
+
+def _write_parquet(
+    client: IWatchClient,
+    query_id: int,
+    output: str,
+    values: dict[str, Any],
+    max_age: int,
+    timeout: float | None,
+    query: Query,
+    line: ProgressLine,
+) -> QueryResult:
+    try:
+        return client.execute_to_parquet(
+            query_id, output, values, max_age=max_age, timeout=timeout, query=query, progress=line
+        )
+    except OSError as error:
+        raise CliError(f"cannot write {output}: {error.strerror or error}", ExitCode.ERROR) from None
 
 
 @contextlib.contextmanager

@@ -15,8 +15,10 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from typing import Any, Literal
+import os
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 from dagster_iwatch import _wire
 from dagster_iwatch._args import check_id, job_id_part, validate_base_url, validate_query_keys
@@ -27,6 +29,9 @@ from dagster_iwatch._transport import Transport, check_key
 from dagster_iwatch.errors import AuthError, ConfigError, NotFoundError
 from dagster_iwatch.run_handler import RunHandler, RunProgress
 from dagster_iwatch.types import Job, Query, QueryResult
+
+if TYPE_CHECKING:
+    from dagster_iwatch.ingest import BatchObserver
 
 __all__ = ["IWatchClient"]
 
@@ -206,6 +211,67 @@ class IWatchClient(QueryEndpoints, DashboardEndpoints):
         )
         return handler.run()
 
+    def execute_to_parquet(
+        self,
+        query_id: int,
+        path: str | os.PathLike[str],
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        max_age: int = 0,
+        timeout: float | None = None,
+        query: Query | None = None,
+        progress: Callable[[RunProgress], None] | None = None,
+        compression: str = "zstd",
+        compression_level: int | None = None,
+        row_group_size: int | None = None,
+        file_metadata: Callable[[QueryResult], Mapping[str, str]] | None = None,
+        observer: BatchObserver | None = None,
+    ) -> QueryResult:
+        """Run a saved query as :meth:`execute` does and write its rows to a Parquet file as they arrive.
+
+        The rows go from the HTTP answer to row groups piece by piece, so memory stays bounded whatever the
+        result's size, and parsing overlaps the download. The file equals ``pq.write_table`` of
+        ``execute(...).to_arrow()``; it is written to a temporary file beside ``path`` and renamed over it
+        once complete, so ``path`` holds the previous file or the new one, never a part.
+
+        Args:
+            query_id: The saved query's id.
+            path: The Parquet file to write (its folder must exist).
+            parameters: Parameter values, as for :meth:`execute`.
+            max_age: As for :meth:`execute`.
+            timeout: As for :meth:`execute`.
+            query: As for :meth:`execute`.
+            progress: As for :meth:`execute`.
+            compression: Parquet codec (``zstd``, ``snappy``, ``gzip``, ``brotli``, ``lz4`` or ``none``).
+            compression_level: Codec level, or ``None`` for the codec's default.
+            row_group_size: Most rows in one row group; ``None``: one per piece of the body read (about 4 MiB).
+            file_metadata: Given the result, key-value metadata to store in the file (provenance, say).
+            observer: Told of each record batch written (see :class:`~dagster_iwatch.ingest.BatchObserver`).
+
+        Returns:
+            The result; its ``rows`` are counted (``row_count``), not kept in memory.
+
+        Raises:
+            As :meth:`execute`; ``OSError`` if the file cannot be written (the previous file is kept).
+        """
+        from dagster_iwatch.parquet_files import atomic_local_file
+        from dagster_iwatch.result_parquet import ParquetTarget
+
+        handler = RunHandler(
+            self, query_id, parameters, max_age=max_age, timeout=timeout, query=query, progress=progress
+        )
+        with atomic_local_file(Path(path)) as sink:
+            target = ParquetTarget(
+                sink,
+                os.fspath(path),
+                compression=compression,
+                compression_level=compression_level,
+                row_group_size=row_group_size,
+                file_metadata=file_metadata,
+                observer=observer,
+            )
+            return handler.run_to_parquet(target)
+
     def run_query(self, query_id: int, values: Mapping[str, Any], *, max_age: int) -> QueryResult | Job:
         """Ask the server to run a query once: ``POST /api/queries/<id>/results``.
 
@@ -293,6 +359,22 @@ class IWatchClient(QueryEndpoints, DashboardEndpoints):
         path, credential = self._result_route(result_id, query_id, "json")
         body = self._transport.request("GET", path, credential, limit=self.settings.max_result_bytes)
         return _wire.parse_result(body, f"GET {path}")
+
+    def stream_query_result(self, result_id: int, *, query_id: int | None = None) -> Iterator[bytes]:
+        """A result's JSON body, chunk by chunk as it arrives (the request is sent when iteration starts).
+
+        Args:
+            result_id: The result's id.
+            query_id: The query it belongs to, as for :meth:`get_query_result`.
+
+        Returns:
+            The body's bytes, in order; :func:`dagster_iwatch.ingest.write_result_parquet` reads them.
+
+        Raises:
+            As :meth:`get_query_result`, while iterating; a connection lost mid-body is a ``TransportError``.
+        """
+        path, credential = self._result_route(result_id, query_id, "json")
+        return self._transport.stream("GET", path, credential, limit=self.settings.max_result_bytes)
 
     def download_query_result(
         self, result_id: int, format: Literal["csv", "json", "tsv", "xlsx"] = "csv", *, query_id: int | None = None

@@ -26,7 +26,7 @@ import re
 import tempfile
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import msgspec
 import pyarrow as pa
@@ -40,6 +40,7 @@ from dagster_iwatch.piece_reader import PieceReader
 from dagster_iwatch.prefetch import prefetch
 
 __all__ = [
+    "BatchObserver",
     "ResultStream",
     "StreamRestart",
     "columns_of",
@@ -428,6 +429,16 @@ def _empty_type(column: Column) -> pa.DataType:
     return table.schema.field(0).type
 
 
+class BatchObserver(Protocol):
+    """Sees the batches :func:`write_result_parquet` writes (to hash them, or keep the first rows)."""
+
+    def batch(self, batch: pa.RecordBatch) -> None:
+        """A batch was written."""
+
+    def restart(self) -> None:
+        """The batches seen so far no longer stand: the file is written again from its start."""
+
+
 @dataclass(frozen=True)
 class WrittenResult:
     """What :func:`write_result_parquet` wrote.
@@ -452,6 +463,8 @@ def write_result_parquet(
     file_metadata: Callable[[dict[str, Any]], Mapping[str, str]] | None = None,
     piece_bytes: int = PIECE_BYTES,
     refetch: Callable[[], Iterable[bytes]] | None = None,
+    row_group_size: int | None = None,
+    observer: BatchObserver | None = None,
 ) -> WrittenResult:
     """Stream a result body into a Parquet file, one row group per batch, as the bytes arrive.
 
@@ -467,6 +480,8 @@ def write_result_parquet(
             (for example the provenance entries the assets record); merged over the schema's.
         piece_bytes: Target size of the text behind one row group.
         refetch: A way to get the same body again, instead of a spool file (see :class:`ResultStream`).
+        row_group_size: Most rows in one row group (a batch larger than this is cut); ``None``: one per batch.
+        observer: Told of each batch written, and of a restart (the batches so far no longer stand).
 
     Raises:
         ProtocolError: The body is not a result, or its rows do not match its columns.
@@ -482,7 +497,9 @@ def write_result_parquet(
             for batch in prefetch(stream):
                 if writer is None:
                     writer = pq.ParquetWriter(sink, batch.schema, **options)
-                writer.write_batch(batch)
+                writer.write_batch(batch, row_group_size=row_group_size)
+                if observer is not None:
+                    observer.batch(batch)
             if writer is None:
                 assert stream.schema is not None
                 writer = pq.ParquetWriter(sink, stream.schema, **options)
@@ -494,9 +511,13 @@ def write_result_parquet(
             sink.seek(origin)
             sink.truncate()
             table = stream.replay()
+            if observer is not None:
+                observer.restart()
             writer = pq.ParquetWriter(sink, table.schema, **options)
             for batch in table.to_batches():
-                writer.write_batch(batch)
+                writer.write_batch(batch, row_group_size=row_group_size)
+                if observer is not None:
+                    observer.batch(batch)
         assert stream.schema is not None
         schema = stream.schema
         if file_metadata is not None:

@@ -35,7 +35,16 @@ from dagster_iwatch.errors import (
     MissingParquetError,
     UnsupportedOutputError,
 )
-from dagster_iwatch.parquet_files import check_base_path, display_uri, is_local, read_parquet, write_parquet_atomic
+from dagster_iwatch.parquet_files import (
+    StagedParquet,
+    check_base_path,
+    display_uri,
+    is_local,
+    place_staged,
+    read_parquet,
+    staging_path,
+    write_parquet_atomic,
+)
 from dagster_iwatch.parquet_paths import asset_relative_path, legacy_asset_relative_path, op_output_relative_path
 
 if TYPE_CHECKING:
@@ -79,8 +88,8 @@ def table_to_pandas(table: pa.Table) -> pd.DataFrame:
     return arrow_to_pandas(table)
 
 
-def _to_table(obj: object, what: str) -> pa.Table:
-    if isinstance(obj, pa.Table):
+def _to_table(obj: object, what: str) -> pa.Table | StagedParquet:
+    if isinstance(obj, pa.Table | StagedParquet):
         return obj
     if obj is None:
         raise UnsupportedOutputError(
@@ -167,10 +176,22 @@ class ParquetUPathIOManager(UPathIOManager):
         if is_local(path):
             Path(path.path).mkdir(parents=True, exist_ok=True)
 
+    def new_staging_path(self) -> Path:
+        """Where a step can write a Parquet file to hand over as a :class:`~dagster_iwatch.parquet_files.StagedParquet`.
+
+        Query assets stream a large result there, row group by row group, and the file is then moved into
+        place (a rename under a local ``base_path``); see :func:`dagster_iwatch.parquet_files.staging_path`.
+        """
+        return staging_path(self._base_path)
+
     def dump_to_path(self, context: OutputContext, obj: Any, path: UPath) -> None:
-        """Write a table or DataFrame to ``path`` atomically."""
+        """Write a table or DataFrame to ``path`` atomically, or move a staged file there."""
+        value = _to_table(obj, _describe(context))
+        if isinstance(value, StagedParquet):
+            place_staged(value.path, path)
+            return
         write_parquet_atomic(
-            _to_table(obj, _describe(context)),
+            value,
             path,
             compression=self.compression,
             compression_level=self.compression_level,
@@ -208,7 +229,7 @@ class ParquetUPathIOManager(UPathIOManager):
         path = self._write(context, table, partition)
         context.add_output_metadata({"dagster/uri": MetadataValue.text(display_uri(path))})
 
-    def _write(self, context: OutputContext, table: pa.Table, partition: str | None) -> UPath:
+    def _write(self, context: OutputContext, table: pa.Table | StagedParquet, partition: str | None) -> UPath:
         path = self.path_for(context, partition)
         context.log.debug(f"Writing Parquet to {display_uri(path)}")
         self.make_directory(path.parent)

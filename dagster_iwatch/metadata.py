@@ -15,6 +15,8 @@ from dagster_iwatch.types import Query, QueryResult
 
 PREVIEW_ROWS = 5
 PREVIEW_CELL_CHARS = 40
+# Rows hashed at a time by a data version: a fixed size, so that the version does not depend on the batches.
+_HASHED_ROWS = 1 << 16
 
 
 def sql_hash(sql: str) -> str:
@@ -22,9 +24,9 @@ def sql_hash(sql: str) -> str:
     return hashlib.sha256(sql.encode()).hexdigest()[:16]
 
 
-def with_file_metadata(table: pa.Table, result: QueryResult, query_id: int) -> pa.Table:
-    """The table with the result's provenance in its schema metadata, which the Parquet file keeps."""
-    entries = {
+def file_metadata(result: QueryResult, query_id: int) -> dict[str, str]:
+    """The result's provenance as Parquet key-value metadata."""
+    return {
         "iwatch.query_id": str(query_id),
         "iwatch.query_result_id": "" if result.id is None else str(result.id),
         "iwatch.query_hash": result.query_hash or "",
@@ -32,7 +34,11 @@ def with_file_metadata(table: pa.Table, result: QueryResult, query_id: int) -> p
         "iwatch.parameters": json.dumps(result.parameters, default=_json_default, sort_keys=True),
         "iwatch.column_types": json.dumps({c.name: c.type for c in result.columns}),
     }
-    return table.replace_schema_metadata({**(table.schema.metadata or {}), **entries})
+
+
+def with_file_metadata(table: pa.Table, result: QueryResult, query_id: int) -> pa.Table:
+    """The table with the result's provenance in its schema metadata, which the Parquet file keeps."""
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), **file_metadata(result, query_id)})
 
 
 def data_version(table: pa.Table) -> dg.DataVersion:
@@ -40,12 +46,66 @@ def data_version(table: pa.Table) -> dg.DataVersion:
 
     Schema metadata is left out: it holds the result id and retrieval time, which change on every run.
     """
-    content = table.replace_schema_metadata(None)
-    sink = _HashingSink()
-    # Streamed into the hash rather than into a buffer, so a large result is not held twice in memory.
-    with pa.ipc.new_stream(pa.PythonFile(sink, mode="w"), content.schema) as writer:
-        writer.write_table(content)
-    return dg.DataVersion(sink.digest.hexdigest()[:32])
+    fingerprint = BatchFingerprint()
+    for batch in table.to_batches():
+        fingerprint.batch(batch)
+    return fingerprint.data_version(table.schema)
+
+
+class BatchFingerprint:
+    """The data version and first rows of a table seen batch by batch, as it is streamed to a file.
+
+    The rows are hashed in slices of a fixed size, so the version depends on the values alone, not on how the
+    table happens to be cut into batches: the same rows give the same version as :func:`data_version`.
+    """
+
+    def __init__(self) -> None:
+        self.restart()
+
+    def restart(self) -> None:
+        """Forget the batches seen so far (the file is written again from its start)."""
+        self._sink = _HashingSink()
+        self._writer: pa.ipc.RecordBatchStreamWriter | None = None
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self._first: list[pa.RecordBatch] = []
+        self._kept = 0
+
+    def batch(self, batch: pa.RecordBatch) -> None:
+        """Add one batch."""
+        content = batch.replace_schema_metadata(None)
+        if self._kept < PREVIEW_ROWS:
+            first = content.slice(0, PREVIEW_ROWS - self._kept)
+            self._first.append(first)
+            self._kept += first.num_rows
+        self._pending.append(content)
+        self._pending_rows += content.num_rows
+        while self._pending_rows >= _HASHED_ROWS:
+            self._hash(_HASHED_ROWS)
+
+    def _hash(self, rows: int) -> None:
+        pending = pa.Table.from_batches(self._pending)
+        head = pending.slice(0, rows).combine_chunks()
+        if self._writer is None:
+            # Streamed into the hash rather than into a buffer, so a large result is not held twice in memory.
+            self._writer = pa.ipc.new_stream(pa.PythonFile(self._sink, mode="w"), head.schema)
+        for batch in head.to_batches():
+            self._writer.write_batch(batch)
+        self._pending = pending.slice(rows).to_batches()
+        self._pending_rows -= rows
+
+    def data_version(self, schema: pa.Schema) -> dg.DataVersion:
+        """The version of all batches seen; ``schema`` is the table's, for a table without batches."""
+        if self._pending_rows:
+            self._hash(self._pending_rows)
+        if self._writer is None:
+            self._writer = pa.ipc.new_stream(pa.PythonFile(self._sink, mode="w"), schema.remove_metadata())
+        self._writer.close()
+        return dg.DataVersion(self._sink.digest.hexdigest()[:32])
+
+    def first_rows(self, schema: pa.Schema) -> pa.Table:
+        """The first :data:`PREVIEW_ROWS` rows seen, as a table of ``schema``."""
+        return pa.Table.from_batches(self._first, schema.remove_metadata())
 
 
 class _HashingSink:
@@ -93,10 +153,15 @@ def materialization_metadata(
     result: QueryResult,
     table: pa.Table,
     mode: str,
+    rows: int | None = None,
 ) -> dict[str, Any]:
-    """The metadata recorded with each materialization of a query asset."""
+    """The metadata recorded with each materialization of a query asset.
+
+    ``table`` is the stored table, or its first rows with ``rows`` its row count when it was streamed.
+    """
+    rows = table.num_rows if rows is None else rows
     metadata: dict[str, Any] = {
-        "dagster/row_count": table.num_rows,
+        "dagster/row_count": rows,
         "dagster/column_schema": column_schema(result, table),
         "iwatch/query_id": query_id,
         "iwatch/query_url": dg.MetadataValue.url(query_url),
@@ -105,7 +170,7 @@ def materialization_metadata(
         "iwatch/mode": mode,
         "iwatch/from_cache": result.from_cache,
         "iwatch/parameters": dg.MetadataValue.json(json.loads(json.dumps(result.parameters, default=_json_default))),
-        "iwatch/preview": dg.MetadataValue.md(markdown_preview(table)),
+        "iwatch/preview": dg.MetadataValue.md(markdown_preview(table, total=rows)),
     }
     if result.job_id:
         metadata["iwatch/job_id"] = result.job_id
@@ -121,17 +186,18 @@ def materialization_metadata(
     return metadata
 
 
-def markdown_preview(table: pa.Table, rows: int = PREVIEW_ROWS) -> str:
-    """The first rows of a table as a markdown table."""
+def markdown_preview(table: pa.Table, rows: int = PREVIEW_ROWS, total: int | None = None) -> str:
+    """The first rows of a table as a markdown table; ``total`` is its row count if ``table`` holds only the first."""
+    total = table.num_rows if total is None else total
     names = table.column_names
     if not names:
         return "_no columns_"
     lines = ["| " + " | ".join(_cell(n) for n in names) + " |", "|" + " --- |" * len(names)]
     for row in table.slice(0, rows).to_pylist():
         lines.append("| " + " | ".join(_cell(row[n]) for n in names) + " |")
-    if table.num_rows > rows:
-        lines.append(f"\n_{rows} of {table.num_rows} rows_")
-    elif table.num_rows == 0:
+    if total > rows:
+        lines.append(f"\n_{rows} of {total} rows_")
+    elif total == 0:
         lines.append("\n_no rows_")
     return "\n".join(lines)
 

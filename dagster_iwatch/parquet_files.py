@@ -19,16 +19,19 @@ renames it as soon as it is complete.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import secrets
+import shutil
 import socket
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
@@ -42,11 +45,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "STALE_TEMP_SECONDS",
+    "StagedParquet",
+    "atomic_local_file",
     "check_base_path",
+    "discard_staged",
     "display_uri",
     "is_local",
+    "place_staged",
     "read_parquet",
     "remove_abandoned_temps",
+    "staging_path",
     "write_parquet_atomic",
 ]
 
@@ -58,6 +66,7 @@ _TEMP = re.compile(r"^\.(?P<final>.+)\.(?P<host>[a-z0-9_!%-]+)\.(?P<pid>[0-9]+)\
 # Temporary names of earlier releases (``.<file name>.<uuid hex>.tmp``) say nothing about their writer.
 _OLD_TEMP = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")
 _STAGING_PREFIX = "iwatch-parquet-"
+_STAGING_FOLDER = ".iwatch-staging"
 _STAGING = re.compile(r"^iwatch-parquet-(?P<host>[a-z0-9_!%-]+)\.(?P<pid>[0-9]+)\.[0-9a-f]{16}$")
 
 
@@ -147,8 +156,6 @@ def remove_abandoned_temps(folder: Path) -> list[Path]:
 
 
 def _remove_abandoned_staging() -> None:
-    import shutil
-
     now = time.time()
     root = tempfile.gettempdir()
     with contextlib.suppress(OSError), os.scandir(root) as entries:
@@ -178,23 +185,92 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
-def _write_local_atomic(table: pa.Table, final: Path, options: Mapping[str, Any]) -> None:
-    final.parent.mkdir(parents=True, exist_ok=True)
+@contextlib.contextmanager
+def atomic_local_file(final: Path) -> Iterator[IO[bytes]]:
+    """A new binary file that appears at ``final`` complete (flushed to disk), or not at all.
+
+    Written as a temporary file in the same folder and renamed over ``final`` when the block ends without
+    an error; on an error the temporary file is removed and ``final`` is left as it was.
+    """
     # Before writing, so that a killed writer's full-size file is gone before this one needs the room.
     remove_abandoned_temps(final.parent)
     temp = final.parent / f".{final.name}.{_writer_tag()}.tmp"
     try:
-        pq.write_table(table, str(temp), **options)
-        fd = os.open(temp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with open(temp, "xb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(temp, final)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
     _fsync_dir(final.parent)
+
+
+def _write_local_atomic(table: pa.Table, final: Path, options: Mapping[str, Any]) -> None:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_local_file(final) as handle:
+        pq.write_table(table, handle, **options)
+
+
+@dataclass(frozen=True)
+class StagedParquet:
+    """A complete Parquet file written ahead of its place, for :func:`place_staged` to move there.
+
+    Attributes:
+        path: The staged file (from :func:`staging_path`).
+        rows: Its row count.
+    """
+
+    path: Path
+    rows: int
+
+
+def staging_path(base: UPath) -> Path:
+    """A new path where a file bound for ``base`` can be written first (on the same filesystem when local).
+
+    Local base paths stage in their hidden ``.iwatch-staging`` folder, so that placing the file is a rename;
+    object stores stage in the system's temporary folder. Abandoned staged files are removed as temporary
+    files are (see the module docstring); :func:`discard_staged` removes one that will not be placed.
+    """
+    if is_local(base):
+        folder = Path(base.path) / _STAGING_FOLDER
+        folder.mkdir(parents=True, exist_ok=True)
+        remove_abandoned_temps(folder)
+    else:
+        _remove_abandoned_staging()
+        folder = Path(tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}{_writer_tag()}"))
+    return folder / f".staged.{_writer_tag()}.tmp"
+
+
+def place_staged(staged: Path, path: UPath) -> None:
+    """Move a complete staged file to ``path`` so that readers see the old file or the new one, never a part.
+
+    A rename on the same filesystem; else a copy to a temporary file beside ``path`` and a rename; an upload
+    (one ``put``) to an object store.
+    """
+    if is_local(path):
+        final = Path(path.path)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(staged, final)
+        except OSError as error:
+            if error.errno != errno.EXDEV:
+                raise
+            with atomic_local_file(final) as handle, open(staged, "rb") as source:
+                shutil.copyfileobj(source, handle, 1 << 20)
+        _fsync_dir(final.parent)
+    else:
+        path.fs.put_file(str(staged), path.path)
+    discard_staged(staged)
+
+
+def discard_staged(staged: Path) -> None:
+    """Remove a staged file (and its staging folder when it had one of its own); never raises."""
+    with contextlib.suppress(OSError):
+        staged.unlink(missing_ok=True)
+    if _STAGING.match(staged.parent.name):
+        shutil.rmtree(staged.parent, ignore_errors=True)
 
 
 def _write_remote_atomic(table: pa.Table, path: UPath, options: Mapping[str, Any]) -> None:

@@ -7,13 +7,17 @@ Parquet IO manager stores as one file per partition.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from dagster_iwatch import checks as asset_checks
-from dagster_iwatch._factory import each_partition, table_output
+from dagster_iwatch._factory import DEFAULT_IO_MANAGER_KEY, each_partition
 from dagster_iwatch.client import IWatchClient
 from dagster_iwatch.errors import (
     APIError,
@@ -23,7 +27,16 @@ from dagster_iwatch.errors import (
     RateLimitError,
     TransportError,
 )
-from dagster_iwatch.metadata import materialization_metadata, range_metadata, with_file_metadata
+from dagster_iwatch.io_manager import ParquetUPathIOManager
+from dagster_iwatch.metadata import (
+    BatchFingerprint,
+    data_version,
+    file_metadata,
+    materialization_metadata,
+    range_metadata,
+    with_file_metadata,
+)
+from dagster_iwatch.parquet_files import StagedParquet, discard_staged
 from dagster_iwatch.partitions import partition_parameters, range_parameter, split_by_window
 from dagster_iwatch.resource import IWatchResource
 from dagster_iwatch.types import Query, QueryResult
@@ -42,59 +55,137 @@ def materialize(
 ) -> Iterator[dg.Output[Any] | dg.AssetCheckResult]:
     """What a query asset's step yields: its table (or one per partition of the run's range) and its checks."""
     previous_schema = asset_checks.latest_schema(context, key) if "schema_unchanged" in spec.checks else None
+    staging = _parquet_io_manager(context, spec)
+    # A staged file is the IO manager's once yielded: it moves it into place (and one it could not take is
+    # removed with its writer's other temporary files, see dagster_iwatch.parquet_files).
     if spec.partitions_def is not None and context.has_partition_key_range:
-        tables, metadata, results = _materialize_range(context, resource, spec)
-        yield dg.Output(tables, output_name, metadata=range_metadata(metadata))
-    else:
-        query, query_url, result = _fetch(context, resource, spec, None, None)
-        table = with_file_metadata(result.to_arrow(), result, spec.query_id)
-        one = materialization_metadata(
-            query_id=spec.query_id, query=query, query_url=query_url, result=result, table=table, mode=spec.mode
+        by_partition = _materialize_range(context, resource, spec, staging)
+        stored = list(by_partition.values())
+        yield dg.Output(
+            {k: v.value for k, v in by_partition.items()},
+            output_name,
+            metadata=range_metadata({k: v.metadata for k, v in by_partition.items()}),
         )
-        yield table_output(table, output_name, one)
-        tables, metadata, results = {"": table}, {"": one}, [result]
+    else:
+        one = _store(context, resource, spec, None, None, staging)
+        stored = [one]
+        with warnings.catch_warnings():
+            # Output(data_version=...) is marked beta, yet it is the documented way to version a result.
+            warnings.simplefilter("ignore", dg.BetaWarning)
+            yield dg.Output(one.value, output_name, metadata=one.metadata, data_version=one.version)
     # Over a range, a check holds when it holds for every partition: the fewest rows, the oldest result.
-    ages = [r.retrieved_at for r in results if r.retrieved_at is not None]
+    ages = [s.result.retrieved_at for s in stored if s.result.retrieved_at is not None]
     yield from asset_checks.evaluate(
         key,
         spec.checks,
-        row_count=min(t.num_rows for t in tables.values()),
-        schema=list(metadata.values())[-1]["dagster/column_schema"],
+        row_count=min(s.result.row_count for s in stored),
+        schema=stored[-1].metadata["dagster/column_schema"],
         previous_schema=previous_schema,
-        retrieved_at=min(ages) if len(ages) == len(results) else None,
+        retrieved_at=min(ages) if len(ages) == len(stored) else None,
         max_result_age=spec.max_result_age,
     )
 
 
-def _materialize_range(
-    context: dg.AssetExecutionContext, resource: IWatchResource, spec: IWatchQuerySpec
-) -> tuple[dict[str, Any], dict[str, dict[str, Any]], list[QueryResult]]:
-    """Each partition of the run's range, queried ``spec.max_concurrency`` at a time: tables, metadata, results."""
-    query = _details(resource, spec)
-    if spec.range_query_column is not None:
-        return _one_query_over_range(context, resource, spec, query)
+@dataclass(frozen=True)
+class _Stored:
+    """One result ready for the IO manager: the value to store, its metadata and its data version."""
 
-    def one(partition: str) -> tuple[Any, dict[str, Any], QueryResult]:
-        _, query_url, result = _fetch(context, resource, spec, partition, query)
+    value: pa.Table | StagedParquet
+    metadata: dict[str, Any]
+    result: QueryResult
+    version: dg.DataVersion | None
+
+
+def _parquet_io_manager(context: dg.AssetExecutionContext, spec: IWatchQuerySpec) -> ParquetUPathIOManager | None:
+    """The asset's IO manager when it is ours, which takes a streamed file in place of a table."""
+    if spec.mode == "cached":
+        return None
+    manager = getattr(context.resources, spec.io_manager_key or DEFAULT_IO_MANAGER_KEY, None)
+    return manager if isinstance(manager, ParquetUPathIOManager) else None
+
+
+def _store(
+    context: dg.AssetExecutionContext,
+    resource: IWatchResource,
+    spec: IWatchQuerySpec,
+    partition: str | None,
+    query: Query | None,
+    staging: ParquetUPathIOManager | None,
+) -> _Stored:
+    """One partition's (or the run's) result: streamed to a staged file for our IO manager, else a table."""
+    if staging is None:
+        query, query_url, result = _fetch(context, resource, spec, partition, query, None)
         table = with_file_metadata(result.to_arrow(), result, spec.query_id)
         metadata = materialization_metadata(
             query_id=spec.query_id, query=query, query_url=query_url, result=result, table=table, mode=spec.mode
         )
-        return table, metadata, result
+        return _Stored(table, metadata, result, data_version(table))
+    path = staging.new_staging_path()
+    fingerprint = BatchFingerprint()
+    try:
 
+        def write(client: IWatchClient, values: dict[str, Any], query: Query) -> QueryResult:
+            return client.execute_to_parquet(
+                spec.query_id,
+                path,
+                values,
+                max_age=spec.max_age,
+                query=query,
+                compression=staging.compression,
+                compression_level=staging.compression_level,
+                row_group_size=staging.row_group_size,
+                file_metadata=lambda result: file_metadata(result, spec.query_id),
+                observer=fingerprint,
+            )
+
+        query, query_url, result = _fetch(context, resource, spec, partition, query, write)
+        schema = pq.read_schema(path)
+        metadata = materialization_metadata(
+            query_id=spec.query_id,
+            query=query,
+            query_url=query_url,
+            result=result,
+            table=fingerprint.first_rows(schema),
+            mode=spec.mode,
+            rows=result.row_count,
+        )
+        return _Stored(StagedParquet(path, result.row_count), metadata, result, fingerprint.data_version(schema))
+    except BaseException:
+        discard_staged(path)
+        raise
+
+
+def _materialize_range(
+    context: dg.AssetExecutionContext,
+    resource: IWatchResource,
+    spec: IWatchQuerySpec,
+    staging: ParquetUPathIOManager | None,
+) -> dict[str, _Stored]:
+    """Each partition of the run's range, queried ``spec.max_concurrency`` at a time."""
+    query = _details(resource, spec)
+    if spec.range_query_column is not None:
+        return _one_query_over_range(context, resource, spec, query)
     keys = list(context.partition_keys)
     context.log.info(f"Querying {len(keys)} partitions, {spec.max_concurrency} at a time")
-    done = each_partition(keys, one, max_concurrency=spec.max_concurrency, name=f"iwatch_query_{spec.query_id}")
-    return (
-        {k: v[0] for k, v in done.items()},
-        {k: v[1] for k, v in done.items()},
-        [v[2] for v in done.values()],
-    )
+    done: list[_Stored] = []
+
+    def one(partition: str) -> _Stored:
+        stored = _store(context, resource, spec, partition, query, staging)
+        done.append(stored)
+        return stored
+
+    try:
+        return each_partition(keys, one, max_concurrency=spec.max_concurrency, name=f"iwatch_query_{spec.query_id}")
+    except BaseException:
+        for stored in done:
+            if isinstance(stored.value, StagedParquet):
+                discard_staged(stored.value.path)
+        raise
 
 
 def _one_query_over_range(
     context: dg.AssetExecutionContext, resource: IWatchResource, spec: IWatchQuerySpec, query: Query
-) -> tuple[dict[str, Any], dict[str, dict[str, Any]], list[QueryResult]]:
+) -> dict[str, _Stored]:
     """One query over the run's whole range, its rows split into the partitions by ``spec.range_query_column``."""
     assert isinstance(spec.partitions_def, dg.TimeWindowPartitionsDefinition)  # checked by the spec
     assert isinstance(spec.partition_parameter, str)
@@ -115,13 +206,17 @@ def _one_query_over_range(
         raise _failure(error, spec.query_id, None) from error
     if outside:
         context.log.warning(f"{outside} rows of the range fall in no partition of it and are not stored")
-    metadata = {
-        k: materialization_metadata(
-            query_id=spec.query_id, query=query, query_url=query_url, result=result, table=t, mode=spec.mode
+    return {
+        k: _Stored(
+            t,
+            materialization_metadata(
+                query_id=spec.query_id, query=query, query_url=query_url, result=result, table=t, mode=spec.mode
+            ),
+            result,
+            None,
         )
         for k, t in tables.items()
     }
-    return tables, metadata, [result]
 
 
 def _details(resource: IWatchResource, spec: IWatchQuerySpec) -> Query:
@@ -138,8 +233,12 @@ def _fetch(
     spec: IWatchQuerySpec,
     partition: str | None,
     query: Query | None,
+    write: Callable[[IWatchClient, dict[str, Any], Query], QueryResult] | None,
 ) -> tuple[Query, str, QueryResult]:
-    """The query's details and its result for one partition (or the run's), on a client of its own."""
+    """The query's details and its result for one partition (or the run's), on a client of its own.
+
+    ``write(client, values, query)``, when given, runs the query in place of ``client.execute``.
+    """
     try:
         client = resource.get_client()
     except IWatchError as error:
@@ -154,6 +253,8 @@ def _fetch(
             values = dict(spec.parameters)
             if spec.partition_parameter is not None:
                 values.update(partition_parameters(context, query, spec.partition_parameter, spec.range_end, partition))
+            if write is not None:
+                return query, query_url, write(client, values, query)
             return query, query_url, client.execute(spec.query_id, values, max_age=spec.max_age, query=query)
         except IWatchError as error:
             raise _failure(error, spec.query_id, query_url) from error

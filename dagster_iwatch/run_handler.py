@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
+from dagster_iwatch import _wire
 from dagster_iwatch._args import check_id
 from dagster_iwatch._config import is_int, positive_seconds
 from dagster_iwatch._transport import deadline_scope, read_progress_scope
@@ -26,6 +27,7 @@ from dagster_iwatch.errors import (
     NotFoundError,
     ProtocolError,
     QueryExecutionError,
+    TransportError,
 )
 from dagster_iwatch.parameters import serialize_parameters
 from dagster_iwatch.poll import poll_times
@@ -33,6 +35,7 @@ from dagster_iwatch.types import Job, JobStatus, Query, QueryResult
 
 if TYPE_CHECKING:
     from dagster_iwatch.client import IWatchClient
+    from dagster_iwatch.result_parquet import ParquetTarget
 
 __all__ = ["CANCEL_BUDGET_SECONDS", "READ_BACK_MARGIN_SECONDS", "RunHandler", "RunProgress"]
 
@@ -113,6 +116,20 @@ class RunHandler:
             JobTimeoutError: The deadline passed; the job was cancelled, or the error says it may still run.
             (and every error of :meth:`IWatchClient.execute <dagster_iwatch.client.IWatchClient.execute>`)
         """
+        return self._run(None)
+
+    def run_to_parquet(self, target: ParquetTarget) -> QueryResult:
+        """Submit the run, wait for its job and write its rows to ``target`` as the result arrives.
+
+        Returns:
+            The result; its rows are counted, not kept (:class:`~dagster_iwatch.types.WrittenRows`).
+
+        Raises:
+            As :meth:`run`.
+        """
+        return self._run(target)
+
+    def _run(self, target: ParquetTarget | None) -> QueryResult:
         self._started = time.monotonic()
         deadline = self._started + self.timeout
         with deadline_scope(deadline):
@@ -127,15 +144,19 @@ class RunHandler:
             if isinstance(answer, QueryResult):
                 self._logger.info("Query %s: served from cache (max_age=%ss)", self.query_id, self.max_age)
                 self._report("done", rows=answer.row_count, from_cache=True)
-                return dataclasses.replace(self._provenance(answer, query, None), parameters=values)
+                cached = dataclasses.replace(self._provenance(answer, query, None), parameters=values)
+                return cached if target is None else target.write_result(cached)
             job = self._wait(answer, deadline, query.runtime)
             with (
                 self._timed(deadline, job.id),
                 read_progress_scope(lambda size: self._report("reading", job, bytes_read=size)),
             ):
-                result = self._read(job, query, values)
+                if target is None:
+                    result = dataclasses.replace(self._read(job, query, values), job_id=job.id, parameters=values)
+                else:
+                    result = self._write(job, query, values, target)
         self._report("done", job, rows=result.row_count)
-        return dataclasses.replace(result, job_id=job.id, parameters=values)
+        return result
 
     @contextlib.contextmanager
     def _timed(self, deadline: float, finished_job: str | None = None) -> Iterator[None]:
@@ -203,6 +224,38 @@ class RunHandler:
             # Upstream Redash gives a query key only results of the query run with its saved values.
             result = self.read_back_from_cache(values, self._started)
         return self._provenance(result, query, result_id)
+
+    def _write(self, job: Job, query: Query, values: Mapping[str, Any], target: ParquetTarget) -> QueryResult:
+        result_id = job.query_result_id
+        assert result_id is not None
+        call = f"GET /api/queries/{self.query_id}/results/{result_id}.json"
+
+        def body() -> Iterator[bytes]:
+            return self._client.stream_query_result(result_id, query_id=self.query_id)
+
+        def finish(envelope: Any, rows: int) -> QueryResult:
+            result = _wire.written_result(envelope, call, rows, target.where)
+            return dataclasses.replace(self._provenance(result, query, result_id), job_id=job.id, parameters=values)
+
+        origin = target.sink.tell()
+        retries = self._client.settings.max_retries
+        while True:
+            try:
+                return target.write_body(body(), body, finish)
+            except NotFoundError:
+                break
+            except TransportError:
+                # A body cut off mid-way: a result is immutable, so it is read again from its start.
+                if retries <= 0:
+                    raise
+                retries -= 1
+                self._logger.info("Query %s: the result's body was cut off; reading it again", self.query_id)
+            target.restart(origin)
+        # Upstream Redash gives a query key only results of the query run with its saved values; the
+        # refusal comes before any row, so nothing was written.
+        target.restart(origin)
+        result = self._provenance(self.read_back_from_cache(values, self._started), query, result_id)
+        return target.write_result(dataclasses.replace(result, job_id=job.id, parameters=values))
 
     def read_back_from_cache(self, values: Mapping[str, Any], started: float) -> QueryResult:
         """Read a finished run's result through the run request, from the cache that run just filled.

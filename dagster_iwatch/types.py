@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, overload
 import msgspec
 
 from dagster_iwatch.columns import Column
+from dagster_iwatch.errors import IWatchError
 
 __all__ = [
     "Column",
@@ -23,6 +24,7 @@ __all__ = [
     "Query",
     "QueryResult",
     "Widget",
+    "WrittenRows",
 ]
 
 if TYPE_CHECKING:
@@ -172,6 +174,29 @@ class JsonRows(Sequence[Mapping[str, Any]]):
         return f"JsonRows({self._count} rows)"
 
 
+class WrittenRows(Sequence[Mapping[str, Any]]):
+    """The rows of a result streamed to a file: counted, not kept in memory."""
+
+    def __init__(self, count: int, where: str) -> None:
+        self._count = count
+        self._where = where
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> Mapping[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Mapping[str, Any]]: ...
+    def __getitem__(self, index: int | slice) -> Mapping[str, Any] | Sequence[Mapping[str, Any]]:
+        raise IWatchError(
+            f"The {self._count} rows of this result were written to {self._where}, not kept: read them there"
+        )
+
+    def __repr__(self) -> str:
+        return f"WrittenRows({self._count} rows)"
+
+
 @dataclass(frozen=True)
 class QueryResult:
     """A query result: its metadata, columns and rows as the server sent them.
@@ -208,6 +233,8 @@ class QueryResult:
         """The rows as a :class:`pyarrow.Table` typed by the Redash column types (see ``dagster_iwatch.arrow``)."""
         if self.table is not None:
             return self.table
+        if isinstance(self.rows, WrittenRows):
+            self.rows[0]  # raises: the rows were written to a file
         from dagster_iwatch.arrow import result_to_arrow
 
         return result_to_arrow(self)

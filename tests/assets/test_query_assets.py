@@ -310,7 +310,9 @@ def test_failed_query_keeps_the_previous_file(runner: Runner) -> None:
     failure = result.get_step_failure_events()[0].step_failure_data.error
     assert "QueryExecutionError" in failure.message
     assert path.read_bytes() == content
-    assert [p.name for p in path.parent.iterdir()] == [path.name]
+    assert [p.name for p in path.parent.iterdir() if p.name != ".iwatch-staging"] == [path.name]
+    # The run streamed into the base path's staging folder (a rename away from the file), and left nothing there.
+    assert list((path.parent / ".iwatch-staging").iterdir()) == []
 
 
 def test_unknown_partition_parameter_fails_before_running_anything(runner: Runner) -> None:
