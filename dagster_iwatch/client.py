@@ -244,7 +244,7 @@ class IWatchClient(QueryEndpoints, DashboardEndpoints):
             progress: As for :meth:`execute`.
             compression: Parquet codec (``zstd``, ``snappy``, ``gzip``, ``brotli``, ``lz4`` or ``none``).
             compression_level: Codec level, or ``None`` for the codec's default.
-            row_group_size: Most rows in one row group; ``None``: one per piece of the body read (about 4 MiB).
+            row_group_size: Rows per row group; ``None``: 65,536 (a few MB of data at a time).
             file_metadata: Given the result, key-value metadata to store in the file (provenance, say).
             observer: Told of each record batch written (see :class:`~dagster_iwatch.ingest.BatchObserver`).
 

@@ -439,6 +439,33 @@ class BatchObserver(Protocol):
         """The batches seen so far no longer stand: the file is written again from its start."""
 
 
+class _RowGroups:
+    """Batches gathered into row groups of ``size`` rows before they are written (all at once if ``None``)."""
+
+    def __init__(self, size: int | None) -> None:
+        self.size = size
+        self.batches: list[pa.RecordBatch] = []
+        self.rows = 0
+
+    def add(self, writer: pq.ParquetWriter, batch: pa.RecordBatch) -> None:
+        if self.size is None:
+            writer.write_batch(batch)
+            return
+        self.batches.append(batch)
+        self.rows += batch.num_rows
+        if self.rows >= self.size:
+            table = pa.Table.from_batches(self.batches)
+            whole = self.rows - self.rows % self.size
+            writer.write_table(table.slice(0, whole), row_group_size=self.size)
+            self.batches = table.slice(whole).to_batches()
+            self.rows -= whole
+
+    def flush(self, writer: pq.ParquetWriter) -> None:
+        if self.batches:
+            writer.write_table(pa.Table.from_batches(self.batches), row_group_size=self.size)
+            self.batches, self.rows = [], 0
+
+
 @dataclass(frozen=True)
 class WrittenResult:
     """What :func:`write_result_parquet` wrote.
@@ -480,7 +507,8 @@ def write_result_parquet(
             (for example the provenance entries the assets record); merged over the schema's.
         piece_bytes: Target size of the text behind one row group.
         refetch: A way to get the same body again, instead of a spool file (see :class:`ResultStream`).
-        row_group_size: Most rows in one row group (a batch larger than this is cut); ``None``: one per batch.
+        row_group_size: Rows per row group: batches are gathered up to this many (and a larger one cut), so
+            that small pieces still make row groups of a useful size; ``None``: one row group per batch.
         observer: Told of each batch written, and of a restart (the batches so far no longer stand).
 
     Raises:
@@ -493,14 +521,17 @@ def write_result_parquet(
     origin = sink.tell()
     try:
         writer: pq.ParquetWriter | None = None
+        gathered = _RowGroups(row_group_size)
         try:
             for batch in prefetch(stream):
                 if writer is None:
                     writer = pq.ParquetWriter(sink, batch.schema, **options)
-                writer.write_batch(batch, row_group_size=row_group_size)
+                gathered.add(writer, batch)
                 if observer is not None:
                     observer.batch(batch)
-            if writer is None:
+            if writer is not None:
+                gathered.flush(writer)
+            else:
                 assert stream.schema is not None
                 writer = pq.ParquetWriter(sink, stream.schema, **options)
                 # One empty row group, as pq.write_table writes: pyarrow 18 and 19 cannot read a file with none.

@@ -19,7 +19,12 @@ import pyarrow.parquet as pq
 from dagster_iwatch.ingest import BatchObserver, write_result_parquet
 from dagster_iwatch.types import QueryResult, WrittenRows
 
-__all__ = ["ParquetTarget"]
+__all__ = ["STREAM_PIECE_BYTES", "STREAM_ROW_GROUP_ROWS", "ParquetTarget"]
+
+#: Text behind one record batch when streaming: small pieces keep memory low; row groups gather several.
+STREAM_PIECE_BYTES = 1 << 20
+#: Rows per row group when none is configured: a few MB of Arrow data, gathered from the pieces.
+STREAM_ROW_GROUP_ROWS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -31,9 +36,10 @@ class ParquetTarget:
         where: What the file is, for messages (a path).
         compression: Parquet codec.
         compression_level: Codec level, or ``None`` for the codec's default.
-        row_group_size: Most rows in one row group, or ``None`` for one row group per batch read.
+        row_group_size: Rows per row group; :data:`STREAM_ROW_GROUP_ROWS` when ``None``.
         file_metadata: Given the result (its rows not counted yet), key-value metadata to store in the file.
         observer: Told of each batch written, and of a restart (see :class:`~dagster_iwatch.ingest.BatchObserver`).
+        piece_bytes: Text behind one record batch.
     """
 
     sink: IO[bytes]
@@ -43,6 +49,7 @@ class ParquetTarget:
     row_group_size: int | None = None
     file_metadata: Callable[[QueryResult], Mapping[str, str]] | None = None
     observer: BatchObserver | None = None
+    piece_bytes: int = STREAM_PIECE_BYTES
 
     def write_body(
         self,
@@ -58,7 +65,8 @@ class ParquetTarget:
             compression_level=self.compression_level,
             file_metadata=None if self.file_metadata is None else self._entries(finish),
             refetch=refetch,
-            row_group_size=self.row_group_size,
+            piece_bytes=self.piece_bytes,
+            row_group_size=self.row_group_size or STREAM_ROW_GROUP_ROWS,
             observer=self.observer,
         )
         return finish(written.envelope, written.rows)
