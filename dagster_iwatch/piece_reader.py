@@ -178,7 +178,7 @@ class PieceReader:
 
 def _read_json(piece: RowsPiece, fields: list[pa.Field], mode: str) -> pa.Table | None:
     """``pyarrow.json`` over a piece with an explicit schema, or ``None`` if it refuses the values."""
-    block = _BLOCK_BYTES
+    block = min(_BLOCK_BYTES, max(len(piece.lines) // 2 + 1, 1 << 16))
     for _ in range(2):
         options = pj.ParseOptions(
             explicit_schema=pa.schema(fields),
