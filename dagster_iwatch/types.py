@@ -189,7 +189,11 @@ class WrittenRows(Sequence[Mapping[str, Any]]):
     @overload
     def __getitem__(self, index: slice) -> Sequence[Mapping[str, Any]]: ...
     def __getitem__(self, index: int | slice) -> Mapping[str, Any] | Sequence[Mapping[str, Any]]:
-        raise IWatchError(
+        raise self.not_kept()
+
+    def not_kept(self) -> IWatchError:
+        """The error a read of the rows raises: they are in the file."""
+        return IWatchError(
             f"The {self._count} rows of this result were written to {self._where}, not kept: read them there"
         )
 
@@ -234,7 +238,7 @@ class QueryResult:
         if self.table is not None:
             return self.table
         if isinstance(self.rows, WrittenRows):
-            self.rows[0]  # raises: the rows were written to a file
+            raise self.rows.not_kept()
         from dagster_iwatch.arrow import result_to_arrow
 
         return result_to_arrow(self)
