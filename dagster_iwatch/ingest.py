@@ -36,7 +36,15 @@ import pyarrow.parquet as pq
 from dagster_iwatch.arrow import build_column, column_field, finish_column, table_from_pieces, table_from_rows_json
 from dagster_iwatch.columns import Column
 from dagster_iwatch.errors import IWatchError, ProtocolError
-from dagster_iwatch.jsonrows import PIECE_BYTES, ByteBuffer, NeedMore, RowsPiece, next_byte, split_rows_array
+from dagster_iwatch.jsonrows import (
+    PIECE_BYTES,
+    ByteBuffer,
+    CutMisplaced,
+    NeedMore,
+    RowsPiece,
+    next_byte,
+    split_rows_array,
+)
 from dagster_iwatch.piece_reader import PieceReader
 from dagster_iwatch.prefetch import prefetch
 
@@ -140,6 +148,7 @@ class _Body:
     """What the body parser has found so far."""
 
     piece_bytes: int = PIECE_BYTES
+    guess: bool = True
     envelope: dict[str, Any] = field(default_factory=dict)
     columns: tuple[Column, ...] | None = None
     rows_start: int = -1
@@ -166,7 +175,7 @@ def _parse_object(
         first = yield from next_byte(buffer, "the result envelope")
         if inner == _ROWS_PATH:
             body.rows_start = buffer.offset()
-            yield from split_rows_array(buffer, body.piece_bytes)
+            yield from split_rows_array(buffer, body.piece_bytes, guess=body.guess)
             body.rows_stop = buffer.offset()
         elif inner in _OBJECT_PATHS and first == ord("{"):
             result[key] = yield from _parse_object(buffer, inner, body)
@@ -271,7 +280,14 @@ def read_result_body(body: bytes | memoryview) -> tuple[dict[str, Any], pa.Table
         ProtocolError: As :func:`split_result_body` and :func:`dagster_iwatch.arrow.table_from_rows_json`.
     """
     view = memoryview(body)
-    found = _Body()
+    try:
+        return _read_body(view, guess=True)
+    except CutMisplaced:
+        return _read_body(view, guess=False)
+
+
+def _read_body(view: memoryview, *, guess: bool) -> tuple[dict[str, Any], pa.Table]:
+    found = _Body(guess=guess)
     run = _run([view], found, None)
     first = next(run, None)
     pieces = (piece for piece, _columns in run)
@@ -352,7 +368,11 @@ class ResultStream:
                 deferred = True
                 continue
             reader = reader or PieceReader(columns)
-            yield self._batch(reader, piece, states)
+            try:
+                batch = self._batch(reader, piece, states)
+            except CutMisplaced:
+                raise StreamRestart("The rows were cut in the wrong place; they are cut again, checked") from None
+            yield batch
         if deferred:
             yield from self.replay().to_batches()
             return
@@ -367,7 +387,9 @@ class ResultStream:
         if self.schema is not None and reader.fallback != before:
             raise StreamRestart("A column of the result changed type after the first batch")
         python = (
-            reader.read_fallback(piece.as_array(), check_keys=not checked) if reader.fallback or not checked else {}
+            reader.read_fallback(piece.as_array(), check_keys=not checked, checked=piece.checked)
+            if reader.fallback or not checked
+            else {}
         )
         arrays = []
         for column in reader.columns:
