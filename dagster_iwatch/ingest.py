@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-import mmap
 import re
 import tempfile
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
@@ -283,7 +282,8 @@ def read_result_body(body: bytes | memoryview) -> tuple[dict[str, Any], pa.Table
     try:
         return _read_body(view, guess=True)
     except CutMisplaced:
-        return _read_body(view, guess=False)
+        pass  # cut again below, outside this handler, so that no error holds the first try's views of the body
+    return _read_body(view, guess=False)
 
 
 def _read_body(view: memoryview, *, guess: bool) -> tuple[dict[str, Any], pa.Table]:
@@ -427,13 +427,9 @@ class ResultStream:
             assert self._refetch is not None
             envelope, table = read_result_body(b"".join(self._refetch()))
         else:
-            self._spool.flush()
-            with mmap.mmap(self._spool.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                view = memoryview(mapped)
-                try:
-                    envelope, table = read_result_body(view)
-                finally:
-                    view.release()
+            # Read, not mapped: a map cannot close while an error's frames still hold views of it.
+            self._spool.seek(0)
+            envelope, table = read_result_body(self._spool.read())
         self._body.envelope = envelope
         self.schema = table.schema
         self.rows = table.num_rows

@@ -12,11 +12,12 @@ Once a piece has shown the text between two rows (say ``}, {"id":``, the separat
 later pieces are cut without msgspec, which is most of the cutting's time: the comma of every occurrence
 of that text becomes a line break, when the piece holds as many of them as of the bare separator ``}, {``
 (a nested list of objects, or rows whose keys come in another order, would differ) and no line break of
-its own. Such a piece is *unchecked*: the native reader checks it as it parses (it refuses text that is
-not whole JSON objects, a line break inside a string, or a missing comma) and that it holds as many rows
-as the cut counted, and values it accepts but msgspec and the standard library refuse (``Inf``) fail the
-Python reading of their column. A piece that fails any of these raises :class:`CutMisplaced`, and the
-rows are cut again the checked way, which says what is wrong.
+its own. That text cannot lie inside a string (its quote would be escaped there), only inside a nested
+list of objects that start like rows, where a line break for its comma breaks the JSON. Such a piece is
+*unchecked*: the native reader checks it as it parses (it refuses text that is not whole JSON objects)
+and that it holds as many rows as the cut counted, and values it accepts but msgspec and the standard
+library refuse (``Inf``) fail the Python reading of their column. A piece that fails any of these raises
+:class:`CutMisplaced`, and the rows are cut again the checked way, which says what is wrong.
 
 The same code serves a body held in memory (one chunk, sliced without copying) and one read from the
 network chunk by chunk (:class:`ByteBuffer` keeps only the unconsumed tail).
