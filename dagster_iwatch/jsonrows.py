@@ -9,15 +9,16 @@ text is validated JSON. Text msgspec refuses (a bare ``NaN`` token, which Redash
 with the standard library instead, which is slower but accepts it.
 
 Once a piece has shown the text between two rows (say ``}, {"id":``, the separator and the first key),
-later pieces are cut without msgspec, which is most of the cutting's time: the comma of every occurrence
-of that text becomes a line break, when the piece holds as many of them as of the bare separator ``}, {``
-(a nested list of objects, or rows whose keys come in another order, would differ) and no line break of
-its own. That text cannot lie inside a string (its quote would be escaped there), only inside a nested
-list of objects that start like rows, where a line break for its comma breaks the JSON. Such a piece is
-*unchecked*: the native reader checks it as it parses (it refuses text that is not whole JSON objects)
-and that it holds as many rows as the cut counted, and values it accepts but msgspec and the standard
-library refuse (``Inf``) fail the Python reading of their column. A piece that fails any of these raises
-:class:`CutMisplaced`, and the rows are cut again the checked way, which says what is wrong.
+later pieces are cut without msgspec, which was most of the cutting's time: the comma of every
+occurrence of that text becomes a line break, when the piece holds no ``[``, no line break, and as many of
+them as of the bare separator ``}, {`` (rows whose keys come in another order would differ). In valid
+JSON that text then always separates two rows: it cannot lie inside a string (its quote would be escaped
+there), and outside a list ``, {`` is found only between rows. Such a piece is *unchecked*: the native
+reader checks it as it parses (it refuses text that is not whole JSON objects) and that it holds as many
+rows as the cut counted, and values it accepts but msgspec and the standard library refuse (``Inf``) fail
+the Python reading of their column. A piece that fails any of these raises :class:`CutMisplaced`, and the
+rows are cut again the checked way, which says what is wrong. Pieces holding a ``[`` (list values) are
+cut the checked way from the start.
 
 The same code serves a body held in memory (one chunk, sliced without copying) and one read from the
 network chunk by chunk (:class:`ByteBuffer` keeps only the unconsumed tail).
@@ -272,7 +273,7 @@ def _guess(buffer: ByteBuffer, piece_bytes: int, between: _Between) -> RowsPiece
         return None
     stop = match.start() + 1
     lines = bytearray(data[start:stop])
-    if b"\n" in lines or b"\r" in lines:
+    if b"\n" in lines or b"\r" in lines or b"[" in lines:
         return None
     # Where the text between rows is: at a "}" (rare in rows' values), compared byte by byte.
     view = np.frombuffer(lines, dtype=np.uint8)
