@@ -140,15 +140,22 @@ def table_from_rows_json(
         ProtocolError: The text is not an array of objects, two columns share a name, or a row holds a
             key that is not among the columns.
     """
-    from dagster_iwatch.jsonrows import PIECE_BYTES, ByteBuffer, split_rows_array
+    from dagster_iwatch.jsonrows import PIECE_BYTES, ByteBuffer, CutMisplaced, split_rows_array
 
     view = memoryview(rows_json)
-    buffer = ByteBuffer()
-    buffer.append(view)
-    buffer.eof = True
-    table = table_from_pieces(split_rows_array(buffer, piece_bytes or PIECE_BYTES), columns, view)
-    if _NON_BLANK.search(buffer.data, buffer.pos):
-        raise ProtocolError("The result's rows are followed by more text")
+    for guess in (True, False):
+        buffer = ByteBuffer()
+        buffer.append(view)
+        buffer.eof = True
+        try:
+            table = table_from_pieces(split_rows_array(buffer, piece_bytes or PIECE_BYTES, guess=guess), columns, view)
+        except CutMisplaced:
+            if not guess:
+                raise
+            continue
+        if _NON_BLANK.search(buffer.data, buffer.pos):
+            raise ProtocolError("The result's rows are followed by more text")
+        break
     return table
 
 
@@ -158,17 +165,18 @@ def table_from_pieces(pieces: Iterable[RowsPiece | None], columns: Sequence[Colu
     from dagster_iwatch.prefetch import prefetch
 
     reader = PieceReader(columns)
-    read: list[tuple[int, int, pa.Table | None, bool]] = []
+    # Where each piece's text is, whether it was proved whole rows, its table, whether its keys were checked.
+    read: list[tuple[int, int, bool, pa.Table | None, bool]] = []
     for piece in prefetch(pieces):
         if piece is None:
             raise ProtocolError("The result's rows are cut short")
         table, checked = reader.read_fast(piece)
-        read.append((piece.start, piece.stop, table, checked))
+        read.append((piece.start, piece.stop, piece.checked, table, checked))
     python: dict[str, list[Any]] = {column.name: [] for column in reader.fallback_columns()}
-    for start, stop, _table, checked in read:
+    for start, stop, whole, _table, checked in read:
         if python or not checked:
             text = b"".join((b"[", source[start:stop], b"]"))
-            for name, values in reader.read_fallback(text, check_keys=not checked).items():
+            for name, values in reader.read_fallback(text, check_keys=not checked, checked=whole).items():
                 python[name] += values
     arrays: list[_ArrowArray] = []
     for column in columns:
@@ -177,7 +185,7 @@ def table_from_pieces(pieces: Iterable[RowsPiece | None], columns: Sequence[Colu
             continue
         chunks = [
             chunk
-            for _start, _stop, table, _checked in read
+            for _start, _stop, _whole, table, _checked in read
             if table is not None
             for chunk in table.column(column.name).chunks
         ]

@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-import mmap
 import re
 import tempfile
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
@@ -30,12 +29,21 @@ from typing import IO, Any, Protocol
 
 import msgspec
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dagster_iwatch.arrow import build_column, column_field, finish_column, table_from_pieces, table_from_rows_json
 from dagster_iwatch.columns import Column
 from dagster_iwatch.errors import IWatchError, ProtocolError
-from dagster_iwatch.jsonrows import PIECE_BYTES, ByteBuffer, NeedMore, RowsPiece, next_byte, split_rows_array
+from dagster_iwatch.jsonrows import (
+    PIECE_BYTES,
+    ByteBuffer,
+    CutMisplaced,
+    NeedMore,
+    RowsPiece,
+    next_byte,
+    split_rows_array,
+)
 from dagster_iwatch.piece_reader import PieceReader
 from dagster_iwatch.prefetch import prefetch
 
@@ -140,6 +148,7 @@ class _Body:
     """What the body parser has found so far."""
 
     piece_bytes: int = PIECE_BYTES
+    guess: bool = True
     envelope: dict[str, Any] = field(default_factory=dict)
     columns: tuple[Column, ...] | None = None
     rows_start: int = -1
@@ -166,7 +175,7 @@ def _parse_object(
         first = yield from next_byte(buffer, "the result envelope")
         if inner == _ROWS_PATH:
             body.rows_start = buffer.offset()
-            yield from split_rows_array(buffer, body.piece_bytes)
+            yield from split_rows_array(buffer, body.piece_bytes, guess=body.guess)
             body.rows_stop = buffer.offset()
         elif inner in _OBJECT_PATHS and first == ord("{"):
             result[key] = yield from _parse_object(buffer, inner, body)
@@ -271,7 +280,15 @@ def read_result_body(body: bytes | memoryview) -> tuple[dict[str, Any], pa.Table
         ProtocolError: As :func:`split_result_body` and :func:`dagster_iwatch.arrow.table_from_rows_json`.
     """
     view = memoryview(body)
-    found = _Body()
+    try:
+        return _read_body(view, guess=True)
+    except CutMisplaced:
+        pass  # cut again below, outside this handler, so that no error holds the first try's views of the body
+    return _read_body(view, guess=False)
+
+
+def _read_body(view: memoryview, *, guess: bool) -> tuple[dict[str, Any], pa.Table]:
+    found = _Body(guess=guess)
     run = _run([view], found, None)
     first = next(run, None)
     pieces = (piece for piece, _columns in run)
@@ -352,7 +369,11 @@ class ResultStream:
                 deferred = True
                 continue
             reader = reader or PieceReader(columns)
-            yield self._batch(reader, piece, states)
+            try:
+                batch = self._batch(reader, piece, states)
+            except CutMisplaced:
+                raise StreamRestart("The rows were cut in the wrong place; they are cut again, checked") from None
+            yield batch
         if deferred:
             yield from self.replay().to_batches()
             return
@@ -367,7 +388,9 @@ class ResultStream:
         if self.schema is not None and reader.fallback != before:
             raise StreamRestart("A column of the result changed type after the first batch")
         python = (
-            reader.read_fallback(piece.as_array(), check_keys=not checked) if reader.fallback or not checked else {}
+            reader.read_fallback(piece.as_array(), check_keys=not checked, checked=piece.checked)
+            if reader.fallback or not checked
+            else {}
         )
         arrays = []
         for column in reader.columns:
@@ -405,13 +428,9 @@ class ResultStream:
             assert self._refetch is not None
             envelope, table = read_result_body(b"".join(self._refetch()))
         else:
-            self._spool.flush()
-            with mmap.mmap(self._spool.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                view = memoryview(mapped)
-                try:
-                    envelope, table = read_result_body(view)
-                finally:
-                    view.release()
+            # Read, not mapped: a map cannot close while an error's frames still hold views of it.
+            self._spool.seek(0)
+            envelope, table = read_result_body(self._spool.read())
         self._body.envelope = envelope
         self.schema = table.schema
         self.rows = table.num_rows
@@ -422,6 +441,21 @@ class ResultStream:
         self._pieces.close()
         if self._spool is not None:
             self._spool.close()
+
+
+def _dictionary_columns(batch: pa.RecordBatch) -> list[str]:
+    """The columns worth dictionary-encoding: those whose values repeat in the first batch.
+
+    A row group of one piece is small, so Parquet's own rule (encode with a dictionary until it outgrows its
+    page) would encode every column that way, unique values included: slower to write and a bigger file
+    than one row group of the whole table, which falls back to plain encoding for such columns.
+    """
+    chosen = []
+    for name, array in zip(batch.schema.names, batch.columns, strict=True):
+        values = len(array) - array.null_count
+        if values and pc.count_distinct(array).as_py() * 2 <= values:
+            chosen.append(name)
+    return chosen
 
 
 def _empty_type(column: Column) -> pa.DataType:
@@ -496,7 +530,8 @@ def write_result_parquet(
     """Stream a result body into a Parquet file, one row group per batch, as the bytes arrive.
 
     The file equals ``pq.write_table(table, ...)`` of :func:`read_result_body`'s table with the same
-    key-value metadata: same schema, field metadata and values (the row groups may be cut differently).
+    key-value metadata: same schema, field metadata and values. The row groups may be cut and encoded
+    differently: a column is dictionary-encoded when its values repeat in the first batch.
 
     Args:
         chunks: The body's bytes, in order.
@@ -525,7 +560,7 @@ def write_result_parquet(
         try:
             for batch in prefetch(stream):
                 if writer is None:
-                    writer = pq.ParquetWriter(sink, batch.schema, **options)
+                    writer = pq.ParquetWriter(sink, batch.schema, use_dictionary=_dictionary_columns(batch), **options)
                 gathered.add(writer, batch)
                 if observer is not None:
                     observer.batch(batch)
@@ -545,9 +580,9 @@ def write_result_parquet(
             if observer is not None:
                 observer.restart()
             writer = pq.ParquetWriter(sink, table.schema, **options)
-            for batch in table.to_batches():
-                writer.write_batch(batch, row_group_size=row_group_size)
-                if observer is not None:
+            writer.write_table(table, row_group_size=row_group_size)
+            if observer is not None:
+                for batch in table.to_batches():
                     observer.batch(batch)
         assert stream.schema is not None
         schema = stream.schema

@@ -8,6 +8,18 @@ inside a string or a nested value never parses, so the rows are never split wron
 text is validated JSON. Text msgspec refuses (a bare ``NaN`` token, which Redash before v9 wrote) is read
 with the standard library instead, which is slower but accepts it.
 
+Once a piece has shown the text between two rows (say ``}, {"id":``, the separator and the first key),
+later pieces are cut without msgspec, which was most of the cutting's time: the comma of every
+occurrence of that text becomes a line break, when the piece holds no ``[``, no line break, and as many of
+them as of the bare separator ``}, {`` (rows whose keys come in another order would differ). In valid
+JSON that text then always separates two rows: it cannot lie inside a string (its quote would be escaped
+there), and outside a list ``, {`` is found only between rows. Such a piece is *unchecked*: the native
+reader checks it as it parses (it refuses text that is not whole JSON objects) and that it holds as many
+rows as the cut counted, and values it accepts but msgspec and the standard library refuse (``Inf``) fail
+the Python reading of their column. A piece that fails any of these raises :class:`CutMisplaced`, and the
+rows are cut again the checked way, which says what is wrong. Pieces holding a ``[`` (list values) are
+cut the checked way from the start.
+
 The same code serves a body held in memory (one chunk, sliced without copying) and one read from the
 network chunk by chunk (:class:`ByteBuffer` keeps only the unconsumed tail).
 """
@@ -23,9 +35,18 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from dagster_iwatch.errors import ProtocolError
+from dagster_iwatch.errors import IWatchError, ProtocolError
 
-__all__ = ["PIECE_BYTES", "ByteBuffer", "NeedMore", "RowsPiece", "next_byte", "read_rows", "split_rows_array"]
+__all__ = [
+    "PIECE_BYTES",
+    "ByteBuffer",
+    "CutMisplaced",
+    "NeedMore",
+    "RowsPiece",
+    "next_byte",
+    "read_rows",
+    "split_rows_array",
+]
 
 PIECE_BYTES = 4 << 20
 """Target size of one piece of rows: big enough that per-piece costs vanish, small enough to bound memory."""
@@ -57,6 +78,7 @@ class RowsPiece:
             cut lines blindly.
         start: Where the piece's text starts in the stream (its first row's first byte).
         stop: Where it ends (just after its last row).
+        checked: Whether msgspec proved the rows whole; if not, the reader must (see the module's docstring).
     """
 
     lines: bytes | bytearray
@@ -65,6 +87,7 @@ class RowsPiece:
     multiline: bool
     start: int
     stop: int
+    checked: bool = True
 
     def as_array(self) -> bytes | bytearray:
         """The rows as one JSON array."""
@@ -72,6 +95,10 @@ class RowsPiece:
             return self.array
         # Without a kept array no row spans lines, so every line break separates two rows.
         return b"[" + bytes(self.lines).replace(b"\n", b",") + b"]"
+
+
+class CutMisplaced(IWatchError):
+    """An unchecked piece proved not to be whole rows: cut the rows again with ``guess=False``."""
 
 
 class NeedMore(Exception):
@@ -127,11 +154,14 @@ class ByteBuffer:
         return self.data[self.pos]
 
 
-def split_rows_array(buffer: ByteBuffer, piece_bytes: int = PIECE_BYTES) -> Generator[RowsPiece | None, None, None]:
+def split_rows_array(
+    buffer: ByteBuffer, piece_bytes: int = PIECE_BYTES, *, guess: bool = True
+) -> Generator[RowsPiece | None, None, None]:
     """Read one JSON array of row objects from ``buffer``, starting at its ``[``, yielding pieces of rows.
 
     Yields ``None`` when more bytes are needed (the caller appends a chunk, or sets ``eof``, and resumes).
-    On return, ``buffer.pos`` is just after the array's ``]``.
+    On return, ``buffer.pos`` is just after the array's ``]``. With ``guess``, pieces after the first may
+    be cut by the text between rows and come unchecked (see the module's docstring).
 
     Raises:
         ProtocolError: The text is not an array of objects.
@@ -143,7 +173,7 @@ def split_rows_array(buffer: ByteBuffer, piece_bytes: int = PIECE_BYTES) -> Gene
     if (yield from next_byte(buffer, "the result's rows")) == ord("]"):
         buffer.pos += 1
         return
-    state: dict[str, Any] = {}
+    state: dict[str, Any] = {"guess": guess}
     while True:
         piece = _cut(buffer, piece_bytes, state)
         if piece is None:
@@ -176,7 +206,7 @@ def next_byte(buffer: ByteBuffer, what: str) -> Generator[None, None, int]:
             yield None
 
 
-def _row_start(buffer: ByteBuffer) -> re.Pattern[bytes] | None:
+def _row_start(buffer: ByteBuffer, state: dict[str, Any]) -> re.Pattern[bytes] | None:
     """A pattern for a separator followed by a row that starts like the first (with its first key).
 
     Nested objects seldom start with a row's first key, so cuts at such separators are almost never wrong.
@@ -184,6 +214,7 @@ def _row_start(buffer: ByteBuffer) -> re.Pattern[bytes] | None:
     match = _FIRST_KEY.match(buffer.data, buffer.pos)
     if match is None:
         return None
+    state["head"] = bytes(match.group(0))
     return re.compile(rb"\}[ \t\r\n]*(,)[ \t\r\n]*\{[ \t\r\n]*" + re.escape(match.group(1)) + rb"[ \t\r\n]*:")
 
 
@@ -192,13 +223,17 @@ def _cut(buffer: ByteBuffer, piece_bytes: int, state: dict[str, Any]) -> RowsPie
     data, start = buffer.data, buffer.pos
     if len(data) - start >= piece_bytes and not state.get("slow"):
         if "row_start" not in state:
-            state["row_start"] = _row_start(buffer)
+            state["row_start"] = _row_start(buffer, state)
+        if "between" in state:
+            piece = _guess(buffer, piece_bytes, state["between"])
+            if piece is not None:
+                return piece
         # Cut forward, near the target size; the data past the candidate proves the separator.
         for pattern in filter(None, (state["row_start"], _ROW_END)):
             for tries, match in enumerate(pattern.finditer(data, start + piece_bytes - 1)):
                 if tries >= _MAX_TRIES:
                     break
-                piece = _try(buffer, match.start() + 1, match.end(1) - 1 if pattern.groups else match.end() - 1)
+                piece = _try(buffer, match.start() + 1, match.end(1) - 1 if pattern.groups else match.end() - 1, state)
                 if piece is not None:
                     return piece
         if state["row_start"] is None or len(data) - start >= 4 * piece_bytes:
@@ -214,13 +249,51 @@ def _cut(buffer: ByteBuffer, piece_bytes: int, state: dict[str, Any]) -> RowsPie
             last -= 1
         if data[last] != ord("}"):
             continue
-        piece = _try(buffer, last + 1, end)
+        piece = _try(buffer, last + 1, end, state)
         if piece is not None:
             return piece
     return None
 
 
-def _try(buffer: ByteBuffer, stop: int, separator: int) -> RowsPiece | None:
+@dataclass(frozen=True)
+class _Between:
+    """The text between two rows, as a piece showed it, and what an unchecked cut makes of it."""
+
+    bare: bytes  # ``}, {``
+    text: bytes  # ``}, {"id":``
+    pattern: re.Pattern[bytes]
+    comma: int  # where the comma is in ``text``
+
+
+def _guess(buffer: ByteBuffer, piece_bytes: int, between: _Between) -> RowsPiece | None:
+    """The next piece cut by the text between rows, unchecked; ``None`` where that cannot be trusted."""
+    data, start = buffer.data, buffer.pos
+    match = between.pattern.search(data, start + piece_bytes - 1)
+    if match is None:
+        return None
+    stop = match.start() + 1
+    lines = bytearray(data[start:stop])
+    if b"\n" in lines or b"\r" in lines or b"[" in lines:
+        return None
+    # Where the text between rows is: at a "}" (rare in rows' values), compared byte by byte.
+    view = np.frombuffer(lines, dtype=np.uint8)
+    found = np.flatnonzero(view == ord("}"))
+    found = found[found <= len(lines) - len(between.text)]
+    bare = -1
+    for index in range(1, len(between.text)):
+        if index == len(between.bare):
+            bare = len(found)
+        found = found[view[found + index] == between.text[index]]
+    if len(found) != bare:
+        return None
+    view[found + between.comma] = ord("\n")
+    del view
+    buffer.pos = match.start() + between.comma
+    first = buffer.consumed + start
+    return RowsPiece(lines, None, len(found) + 1, False, first, first + stop - start, checked=False)
+
+
+def _try(buffer: ByteBuffer, stop: int, separator: int, state: dict[str, Any]) -> RowsPiece | None:
     """The rows from ``pos`` up to ``stop`` if they parse as whole objects; then ``pos`` moves to ``separator``."""
     data, start = buffer.data, buffer.pos
     # One copy, no zeroing: the byte at ``separator`` (a comma, blank or bracket) becomes the closing bracket.
@@ -235,9 +308,13 @@ def _try(buffer: ByteBuffer, stop: int, separator: int) -> RowsPiece | None:
     # A row that is not an object is refused later: the readers read objects only.
     count = len(rows)
     multiline = b"\n" in array or b"\r" in array
-    if not multiline and _separators_to_newlines(array, rows):
+    template = None if multiline else _separators_to_newlines(array, rows)
+    if template is not None:
         lines: bytes | bytearray = array
         kept: bytes | bytearray | None = None
+        if template and state.get("guess") and "head" in state and "between" not in state:
+            text = b"}" + template + state["head"]
+            state["between"] = _Between(b"}" + template + b"{", text, re.compile(re.escape(text)), text.index(b","))
     else:
         lines, kept = b"\n".join(rows), array
         multiline = lines.count(b"\n") != count - 1 or b"\r" in lines
@@ -247,8 +324,10 @@ def _try(buffer: ByteBuffer, stop: int, separator: int) -> RowsPiece | None:
     return RowsPiece(lines, kept, count, multiline, first, first + stop - start)
 
 
-def _separators_to_newlines(array: bytearray, rows: list[msgspec.Raw]) -> bool:
+def _separators_to_newlines(array: bytearray, rows: list[msgspec.Raw]) -> bytes | None:
     """Turn ``[r1, r2, ...]`` into newline-delimited rows in place, if every separator is the same text.
+
+    Returns that text (empty for a single row), or ``None`` when the separators differ (nothing changed).
 
     The rows' lengths and the first separator give where every other separator must be; the change is made
     only after checking that each of those places holds that separator followed by a row's ``{``, which
@@ -258,6 +337,7 @@ def _separators_to_newlines(array: bytearray, rows: list[msgspec.Raw]) -> bool:
     count = len(rows)
     lengths = np.fromiter(map(len, rows), dtype=np.int64, count=count)
     gaps = len(array) - 2 - int(lengths.sum())
+    template = b""
     if count == 1:
         ok = gaps == 0
     else:
@@ -278,9 +358,10 @@ def _separators_to_newlines(array: bytearray, rows: list[msgspec.Raw]) -> bool:
             if ok:
                 view[ends + template.index(b",")] = ord("\n")
             del view
-    if ok:
-        array[0] = array[-1] = ord(" ")
-    return ok
+    if not ok:
+        return None
+    array[0] = array[-1] = ord(" ")
+    return template
 
 
 def _cut_slowly(buffer: ByteBuffer) -> RowsPiece:

@@ -25,7 +25,7 @@ import pyarrow.json as pj
 
 from dagster_iwatch.columns import Column
 from dagster_iwatch.errors import ProtocolError
-from dagster_iwatch.jsonrows import RowsPiece, read_rows
+from dagster_iwatch.jsonrows import CutMisplaced, RowsPiece, read_rows
 
 __all__ = ["PieceReader", "check_columns", "fast_type"]
 
@@ -87,24 +87,31 @@ class PieceReader:
         """The natively read columns of a piece, and whether its keys were checked against the columns.
 
         Columns the native reader refuses move to :attr:`fallback` first; the table holds the others.
+
+        Raises:
+            CutMisplaced: The piece is unchecked and proves not to be whole rows.
         """
         for _ in range(2):
             fields = self._fields()
             if not fields:
+                _check_whole_rows(piece)
                 return None, False
             mode = "infer" if self.fallback else "error"
             table = _read_json(piece, fields, mode)
             if table is not None:
+                _check_row_count(piece, table)
                 for name in table.column_names:
                     if name not in self.names:
                         raise unknown_key_error(name)
                 return self._keep_exact(table.select([field.name for field in fields])), True
+            _check_whole_rows(piece)
             refused = {field.name for field in fields if _read_json(piece, [field], "ignore") is None}
             if not refused:
                 break
             self.fallback |= refused
         # An unknown key, a key twice in a row, or a fallback column pyarrow cannot infer: keys are checked
         # in Python with the fallback values.
+        _check_whole_rows(piece)
         fields = self._fields()
         if not fields:
             return None, False
@@ -114,11 +121,15 @@ class PieceReader:
             return None, False
         return self._keep_exact(table), False
 
-    def read_fallback(self, array: bytes | bytearray, check_keys: bool) -> dict[str, list[Any]]:
+    def read_fallback(
+        self, array: bytes | bytearray, check_keys: bool, *, checked: bool = True
+    ) -> dict[str, list[Any]]:
         """The Python values of every fallback column in a piece (its rows as a JSON array).
 
         Raises:
-            ProtocolError: With ``check_keys``, a row holds a key that is not among the columns.
+            ProtocolError: With ``check_keys``, a row holds a key that is not among the columns; or the text
+                is not JSON.
+            CutMisplaced: The text is not JSON and the piece is unchecked (``checked=False``).
         """
         names = tuple(column.name for column in self.fallback_columns())
         if not names and not check_keys:
@@ -129,14 +140,19 @@ class PieceReader:
         except msgspec.ValidationError as error:
             raise ProtocolError(f"A result row holds a key that is not among the result's columns: {error}") from None
         except msgspec.DecodeError:
-            return self._read_fallback_slowly(array, names, check_keys)
+            return self._read_fallback_slowly(array, names, check_keys, checked)
         return {name: [getattr(row, f"f{index}") for row in rows] for index, name in enumerate(names)}
 
     def _read_fallback_slowly(
-        self, array: bytes | bytearray, names: tuple[str, ...], check_keys: bool
+        self, array: bytes | bytearray, names: tuple[str, ...], check_keys: bool, checked: bool
     ) -> dict[str, list[Any]]:
         """The standard library's reading, for text msgspec refuses (bare ``NaN`` tokens)."""
-        rows = read_rows(bytes(array))
+        try:
+            rows = read_rows(bytes(array))
+        except ValueError as error:
+            if not checked:
+                raise CutMisplaced("A piece of rows cut at the text between rows is not JSON") from None
+            raise ProtocolError(f"The result's rows are not valid JSON: {error}") from None
         if check_keys:
             for row in rows:
                 for key in row:
@@ -174,6 +190,22 @@ class PieceReader:
             return table
         self.fallback |= set(inexact)
         return table.drop_columns(inexact)
+
+
+def _check_row_count(piece: RowsPiece, table: pa.Table) -> None:
+    """An unchecked piece the native reader read must hold as many rows as its cut counted."""
+    if not piece.checked and table.num_rows != piece.rows:
+        raise CutMisplaced(f"A piece of rows cut at the text between rows held {table.num_rows} rows, not {piece.rows}")
+
+
+def _check_whole_rows(piece: RowsPiece) -> None:
+    """Prove an unchecked piece is whole rows before its values are blamed for a refusal."""
+    if piece.checked:
+        return
+    table = _read_json(piece, [], "ignore")
+    if table is None:
+        raise CutMisplaced("A piece of rows cut at the text between rows is not whole rows")
+    _check_row_count(piece, table)
 
 
 def _read_json(piece: RowsPiece, fields: list[pa.Field], mode: str) -> pa.Table | None:

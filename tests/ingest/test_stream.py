@@ -163,3 +163,20 @@ def test_streaming_a_row_key_not_among_columns_is_refused() -> None:
         write_result_parquet(
             chunked(body_text([("id", "integer"), ("n", "integer")], data), 100), io.BytesIO(), piece_bytes=200
         )
+
+
+def test_streaming_dictionary_encodes_only_columns_whose_values_repeat() -> None:
+    spec: list[tuple[str, str | None]] = [("id", "integer"), ("token", "string"), ("note", "string")]
+    data = [{"id": n, "token": ["ETH", "DAI"][n % 2], "note": f"note {n}"} for n in range(400)]
+    streamed = streamed_file(body_text(spec, data), 4096, 2000)
+    metadata = pq.ParquetFile(io.BytesIO(streamed)).metadata
+    assert metadata.num_row_groups > 1
+    for group in range(metadata.num_row_groups):
+        encodings = {
+            metadata.row_group(group).column(i).path_in_schema: metadata.row_group(group).column(i).encodings
+            for i in range(3)
+        }
+        assert "RLE_DICTIONARY" in encodings["token"]
+        assert "RLE_DICTIONARY" not in encodings["id"]
+        assert "RLE_DICTIONARY" not in encodings["note"]
+    assert_same_file(in_memory_file(body_text(spec, data)), streamed)
