@@ -369,7 +369,9 @@ def build_iwatch_workspace_definitions(
 
 
 def _definitions(
-    assets: list[dg.AssetsDefinition], schedules: list[dg.ScheduleDefinition], sensors: list[dg.SensorDefinition]
+    assets: Sequence[dg.AssetsDefinition],
+    schedules: Sequence[dg.ScheduleDefinition],
+    sensors: Sequence[dg.SensorDefinition],
 ) -> dg.Definitions:
     # Dagster compiles a record's constructor on its first call and keeps the caller's local variables for good:
     # called from here, it keeps these three lists, not the whole plan of the instance (a third more objects for
