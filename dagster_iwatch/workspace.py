@@ -163,15 +163,15 @@ def plan_workspace(
     rules = as_translator(translator)
     by_id = {o.query_id: o for o in query_options if o.query_id is not None}
     by_tag = [o for o in query_options if o.tag is not None]
-    lowest_ids = _lowest_ids(records)
+    names = [snake_case(record.name) for record in records]
+    lowest_ids = _lowest_ids(records, names)
     specs = []
-    for record in records:
+    for record, name in zip(records, names, strict=True):
         options = by_id.get(record.id) or next((o for o in by_tag if o.tag in record.tags), None)
         fields = options.spec_fields() if options else {}
         if group_name and not fields.get("group_name"):
             fields["group_name"] = group_name
         key = None
-        name = snake_case(record.name)
         if lowest_ids[name] != record.id:
             # Two queries share a name: the older keeps it, the others add their id.
             key = ["iwatch", f"{name}_{record.id}"]
@@ -229,11 +229,10 @@ def plan_workspace(
     return workspace
 
 
-def _lowest_ids(records: Sequence[QueryRecord]) -> dict[str, int]:
+def _lowest_ids(records: Sequence[QueryRecord], names: Sequence[str]) -> dict[str, int]:
     """Per snake-case name: the lowest id among the queries that have it."""
     lowest: dict[str, int] = {}
-    for record in records:
-        name = snake_case(record.name)
+    for record, name in zip(records, names, strict=True):
         lowest[name] = min(lowest.get(name, record.id), record.id)
     return lowest
 
