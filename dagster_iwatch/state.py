@@ -31,6 +31,10 @@ MAX_PAGE_SIZE = 250
 _LOGGER = logging.getLogger("dagster_iwatch.state")
 
 
+# The records are left out of garbage collection (gc=False): they hold decoded JSON, which has no cycles, and a
+# snapshot of thousands of queries would otherwise add to every full collection while definitions load.
+
+
 class ParameterRecord(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     """A parameter a query declares: its name, Redash type, default value and options."""
 

@@ -373,8 +373,8 @@ def _definitions(
     sensors: Sequence[dg.SensorDefinition],
 ) -> dg.Definitions:
     # Dagster compiles a record's constructor on its first call and keeps the caller's local variables for good:
-    # called from here, it keeps these three lists, not the whole plan of the instance (a third more objects for
-    # every later garbage collection to go through).
+    # called from here, it keeps these three lists, not the whole plan of the instance, which every later garbage
+    # collection would otherwise go through.
     return dg.Definitions(assets=assets, schedules=schedules, sensors=sensors)
 
 
