@@ -193,16 +193,15 @@ def plan_workspace(
         upstream = [expected[q] for q in upstream_ids[spec.query_id] if q in expected]
         translated.append((spec, rules.get_asset_spec(spec.with_deps(upstream) if upstream else spec)))
     final = {spec.query_id: asset_spec.key for spec, asset_spec in translated}
-    moved = {q for q, key in final.items() if key != expected[q]}
-    queries = [
-        (
-            spec,
-            _with_query_lineage(spec, asset_spec, final)
+    moved = {q for q, key in final.items() if key is not expected[q] and key != expected[q]}
+    queries = translated
+    if moved:
+        queries = [
+            (spec, _with_query_lineage(spec, asset_spec, final))
             if moved.intersection(upstream_ids[spec.query_id])
-            else asset_spec,
-        )
-        for spec, asset_spec in translated
-    ]
+            else (spec, asset_spec)
+            for spec, asset_spec in translated
+        ]
     keys = {spec.query_id: asset_spec for spec, asset_spec in queries}
 
     dashboard_specs: list[tuple[IWatchDashboardSpec, dg.AssetSpec]] = []
