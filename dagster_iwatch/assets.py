@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from functools import partial
+from functools import cached_property, partial
 from typing import Any, Literal, TypeAlias
 
 import dagster as dg
@@ -154,6 +154,33 @@ class IWatchQuerySpec:
         if both:
             raise ConfigError(f"parameters {both} are both static and filled by the partition; drop one")
 
+    @cached_property
+    def default_key(self) -> dg.AssetKey:
+        """The asset key unless a translator gives another: ``key``, else from the name, else ``query_<id>``.
+
+        The name is the spec's, then the record's; the key is ``["iwatch", <name in snake case>]`` or
+        ``["iwatch", "query_<id>"]``.
+
+        One object per spec, however often it is asked for: the key of the asset and the deps naming it elsewhere
+        are then the same object, which Dagster's dependency resolution matches by identity instead of comparing.
+        """
+        if self.key is not None:
+            return dg.AssetKey.from_coercible(self.key)
+        name = self.name or (self.record.name if self.record else None)
+        if name:
+            return dg.AssetKey(["iwatch", snake_case(name)])
+        return dg.AssetKey(["iwatch", f"query_{self.query_id}"])
+
+    def with_deps(self, deps: Sequence[dg.AssetKey]) -> "IWatchQuerySpec":
+        """The spec with ``deps`` added to its own, for the lineage a snapshot tells.
+
+        Deps take no part in the checks of ``__post_init__``, so the copy skips them: ``dataclasses.replace`` would
+        validate every field again, which costs more than the rest of a spec's translation.
+        """
+        copy = object.__new__(type(self))
+        copy.__dict__.update(self.__dict__, deps=[*self.deps, *deps])
+        return copy
+
 
 class IWatchTranslator:
     """Turns a query spec into the Dagster ``AssetSpec``. Subclass it to apply rules to a whole instance.
@@ -168,12 +195,7 @@ class IWatchTranslator:
 
     def get_asset_key(self, spec: IWatchQuerySpec) -> dg.AssetKey:
         """The asset key: the spec's own, else from the query's name, else ``["iwatch", "query_<id>"]``."""
-        if spec.key is not None:
-            return dg.AssetKey.from_coercible(spec.key)
-        name = spec.name or (spec.record.name if spec.record else None)
-        if name:
-            return dg.AssetKey(["iwatch", snake_case(name)])
-        return dg.AssetKey(["iwatch", f"query_{spec.query_id}"])
+        return spec.default_key
 
     def get_asset_spec(self, spec: IWatchQuerySpec) -> dg.AssetSpec:
         """The asset spec for a query spec; a spec with a snapshot record gets what the record tells."""
@@ -197,6 +219,7 @@ class IWatchTranslator:
 # Dagster takes an owner email only with a dot in its domain; another email stays in the metadata.
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _TAG_INVALID = re.compile(r"[^A-Za-z0-9_.-]+")
+_NOT_ALNUM = re.compile(r"[^0-9a-zA-Z]+")
 
 
 def _description(spec: IWatchQuerySpec) -> str:
@@ -268,7 +291,7 @@ def as_translator(translator: TranslatorLike | None) -> IWatchTranslator:
 
 def snake_case(name: str) -> str:
     """A query name as an asset-key part: lower case, words joined by underscores."""
-    return re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_").lower() or "query"
+    return _NOT_ALNUM.sub("_", name).strip("_").lower() or "query"
 
 
 def build_iwatch_query_asset(

@@ -31,7 +31,11 @@ MAX_PAGE_SIZE = 250
 _LOGGER = logging.getLogger("dagster_iwatch.state")
 
 
-class ParameterRecord(msgspec.Struct, frozen=True, omit_defaults=True):
+# The records are left out of garbage collection (gc=False): they hold decoded JSON, which has no cycles, and a
+# snapshot of thousands of queries would otherwise add to every full collection while definitions load.
+
+
+class ParameterRecord(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     """A parameter a query declares: its name, Redash type, default value and options."""
 
     name: str
@@ -43,7 +47,7 @@ class ParameterRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     multi_values: bool = False
 
 
-class ScheduleRecord(msgspec.Struct, frozen=True, omit_defaults=True):
+class ScheduleRecord(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     """A query's refresh schedule in Inverse Watch.
 
     Attributes:
@@ -59,7 +63,7 @@ class ScheduleRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     until: str | None = None
 
 
-class QueryRecord(msgspec.Struct, frozen=True, omit_defaults=True):
+class QueryRecord(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     """What a snapshot keeps of one saved query."""
 
     id: int
@@ -93,7 +97,7 @@ class QueryRecord(msgspec.Struct, frozen=True, omit_defaults=True):
         return tuple(dict.fromkeys(i for i in ids if i != self.id))
 
 
-class WidgetRecord(msgspec.Struct, frozen=True, omit_defaults=True):
+class WidgetRecord(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     """A dashboard widget: a visualization of a query, or a text box (no ``query_id``)."""
 
     id: int
@@ -103,7 +107,7 @@ class WidgetRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     visualization_type: str | None = None
 
 
-class DashboardRecord(msgspec.Struct, frozen=True, omit_defaults=True):
+class DashboardRecord(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     """What a snapshot keeps of one dashboard and its widgets."""
 
     id: int
@@ -122,7 +126,7 @@ class DashboardRecord(msgspec.Struct, frozen=True, omit_defaults=True):
         return tuple(dict.fromkeys(w.query_id for w in self.widgets if w.query_id is not None))
 
 
-class BrokenRecord(msgspec.Struct, frozen=True):
+class BrokenRecord(msgspec.Struct, frozen=True, gc=False):
     """A query or dashboard the snapshot could not read, and why."""
 
     kind: str
@@ -130,7 +134,7 @@ class BrokenRecord(msgspec.Struct, frozen=True):
     error: str
 
 
-class InstanceSnapshot(msgspec.Struct, frozen=True):
+class InstanceSnapshot(msgspec.Struct, frozen=True, gc=False):
     """An instance's queries and dashboards at one moment, as stored in a snapshot file."""
 
     base_url: str

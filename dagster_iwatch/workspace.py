@@ -11,7 +11,7 @@ import logging
 import os
 import re
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 import dagster as dg
@@ -163,17 +163,18 @@ def plan_workspace(
     rules = as_translator(translator)
     by_id = {o.query_id: o for o in query_options if o.query_id is not None}
     by_tag = [o for o in query_options if o.tag is not None]
-    names = _name_counts(records)
+    names = [snake_case(record.name) for record in records]
+    lowest_ids = _lowest_ids(records, names)
     specs = []
-    for record in records:
+    for record, name in zip(records, names, strict=True):
         options = by_id.get(record.id) or next((o for o in by_tag if o.tag in record.tags), None)
         fields = options.spec_fields() if options else {}
         if group_name and not fields.get("group_name"):
             fields["group_name"] = group_name
         key = None
-        if names.get(snake_case(record.name), (0, record.id))[1] != record.id:
+        if lowest_ids[name] != record.id:
             # Two queries share a name: the older keeps it, the others add their id.
-            key = ["iwatch", f"{snake_case(record.name)}_{record.id}"]
+            key = ["iwatch", f"{name}_{record.id}"]
         specs.append(
             IWatchQuerySpec(
                 query_id=record.id,
@@ -186,22 +187,21 @@ def plan_workspace(
     # Lineage between queries goes in with the translator's keys, so each asset spec is built once; a translator
     # that changes keys in get_asset_spec only costs a second pass over the queries whose upstream it moved.
     expected = {spec.query_id: rules.get_asset_key(spec) for spec in specs}
-    query_specs = []
+    upstream_ids = {record.id: record.upstream_query_ids for record in records}
+    translated = []
     for spec in specs:
-        upstream = [expected[q] for q in spec.record.upstream_query_ids if q in expected] if spec.record else []
-        with_deps = replace(spec, deps=[*spec.deps, *upstream]) if upstream else spec
-        query_specs.append((spec, with_deps, rules.get_asset_spec(with_deps)))
-    final = {spec.query_id: asset_spec.key for spec, _, asset_spec in query_specs}
-    moved = {q for q, key in final.items() if key != expected[q]}
-    queries = [
-        (
-            spec,
-            _with_query_lineage(spec, asset_spec, final)
-            if spec.record and moved & set(spec.record.upstream_query_ids)
-            else asset_spec,
-        )
-        for spec, _, asset_spec in query_specs
-    ]
+        upstream = [expected[q] for q in upstream_ids[spec.query_id] if q in expected]
+        translated.append((spec, rules.get_asset_spec(spec.with_deps(upstream) if upstream else spec)))
+    final = {spec.query_id: asset_spec.key for spec, asset_spec in translated}
+    moved = {q for q, key in final.items() if key is not expected[q] and key != expected[q]}
+    queries = translated
+    if moved:
+        queries = [
+            (spec, _with_query_lineage(spec, asset_spec, final))
+            if moved.intersection(upstream_ids[spec.query_id])
+            else (spec, asset_spec)
+            for spec, asset_spec in translated
+        ]
     keys = {spec.query_id: asset_spec for spec, asset_spec in queries}
 
     dashboard_specs: list[tuple[IWatchDashboardSpec, dg.AssetSpec]] = []
@@ -228,14 +228,12 @@ def plan_workspace(
     return workspace
 
 
-def _name_counts(records: Sequence[QueryRecord]) -> dict[str, tuple[int, int]]:
-    """Per snake-case name: how many queries have it and the lowest id among them."""
-    counts: dict[str, tuple[int, int]] = {}
-    for record in records:
-        name = snake_case(record.name)
-        count, lowest = counts.get(name, (0, record.id))
-        counts[name] = (count + 1, min(lowest, record.id))
-    return counts
+def _lowest_ids(records: Sequence[QueryRecord], names: Sequence[str]) -> dict[str, int]:
+    """Per snake-case name: the lowest id among the queries that have it."""
+    lowest: dict[str, int] = {}
+    for record, name in zip(records, names, strict=True):
+        lowest[name] = min(lowest.get(name, record.id), record.id)
+    return lowest
 
 
 def _with_query_lineage(
@@ -365,6 +363,17 @@ def build_iwatch_workspace_definitions(
         sensors.append(
             build_iwatch_polling_sensor(watched, name=f"{name_prefix}_polling_sensor", resource_key=resource_key)
         )
+    return _definitions(assets, schedules, sensors)
+
+
+def _definitions(
+    assets: Sequence[dg.AssetsDefinition],
+    schedules: Sequence[dg.ScheduleDefinition],
+    sensors: Sequence[dg.SensorDefinition],
+) -> dg.Definitions:
+    # Dagster compiles a record's constructor on its first call and keeps the caller's local variables for good:
+    # called from here, it keeps these three lists, not the whole plan of the instance, which every later garbage
+    # collection would otherwise go through.
     return dg.Definitions(assets=assets, schedules=schedules, sensors=sensors)
 
 

@@ -102,6 +102,33 @@ def test_lineage_from_dashboard_widgets_and_query_parameters(snapshot: InstanceS
     assert [d.asset_key.to_user_string() for d in board_spec.deps] == ["iwatch/daily_prices"]
 
 
+def test_a_query_asset_and_the_deps_naming_it_share_one_key_object(snapshot: InstanceSnapshot) -> None:
+    # Dagster's dependency resolution then matches keys by identity, not by AssetKey.__eq__: at 10,000 queries
+    # that is most of the gap to hand-written specs.
+    defs = build_iwatch_workspace_definitions(snapshot)
+    (grouped,) = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition) and len(a.keys) > 1]
+    specs = {s.key.to_user_string(): s for s in grouped.specs}
+    token_list = specs["iwatch/token_list"]
+    (dep,) = specs["iwatch/transfers_for_listed_token"].deps
+    assert dep.asset_key is token_list.key
+
+
+def test_lineage_deps_keep_the_spec_as_it_was_validated() -> None:
+    spec = IWatchQuerySpec(query_id=3, name="Transfers", parameters={"n": 1}, tags={"team": "x"})
+    key = spec.default_key
+    linked = spec.with_deps([dg.AssetKey(["iwatch", "token_list"])])
+    assert linked == IWatchQuerySpec(
+        query_id=3,
+        name="Transfers",
+        parameters={"n": 1},
+        tags={"team": "x"},
+        deps=[dg.AssetKey(["iwatch", "token_list"])],
+    )
+    assert spec.deps == ()
+    assert linked.default_key is key
+    assert IWatchTranslator().get_asset_spec(linked).deps == [dg.AssetDep(dg.AssetKey(["iwatch", "token_list"]))]
+
+
 def test_translator_function_and_subclass_override_the_defaults(snapshot: InstanceSnapshot) -> None:
     def by_id(spec: IWatchQuerySpec, default: dg.AssetSpec) -> dg.AssetSpec:
         return default.replace_attributes(key=["warehouse", f"q{spec.query_id}"], group_name="warehouse")
