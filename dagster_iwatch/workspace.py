@@ -197,7 +197,7 @@ def plan_workspace(
     queries = translated
     if moved:
         queries = [
-            (spec, _with_query_lineage(spec, asset_spec, final))
+            (spec, _with_query_lineage(asset_spec, upstream_ids[spec.query_id], expected, final))
             if moved.intersection(upstream_ids[spec.query_id])
             else (spec, asset_spec)
             for spec, asset_spec in translated
@@ -237,13 +237,15 @@ def _lowest_ids(records: Sequence[QueryRecord], names: Sequence[str]) -> dict[st
 
 
 def _with_query_lineage(
-    spec: IWatchQuerySpec, asset_spec: dg.AssetSpec, keys: Mapping[int, dg.AssetKey]
+    asset_spec: dg.AssetSpec,
+    upstream: Sequence[int],
+    expected: Mapping[int, dg.AssetKey],
+    final: Mapping[int, dg.AssetKey],
 ) -> dg.AssetSpec:
-    """The asset spec with its query-parameter deps on the final keys of the upstream queries."""
-    assert spec.record is not None
-    stale = {dg.AssetKey.from_coercible(d) for d in spec.deps}
-    deps = [d for d in asset_spec.deps if d.asset_key not in stale or d.asset_key in keys.values()]
-    deps += [dg.AssetDep(keys[q]) for q in spec.record.upstream_query_ids if q in keys]
+    """The asset spec with its query-parameter deps moved from the keys expected to the keys the translator gave."""
+    stale = {expected[q] for q in upstream if q in expected and final[q] != expected[q]}
+    deps = [d for d in asset_spec.deps if d.asset_key not in stale]
+    deps += [dg.AssetDep(final[q]) for q in upstream if q in final]
     return asset_spec.replace_attributes(deps=list({d.asset_key: d for d in deps}.values()))
 
 

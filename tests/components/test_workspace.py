@@ -136,6 +136,12 @@ def test_translator_function_and_subclass_override_the_defaults(snapshot: Instan
     specs = load_iwatch_asset_specs(snapshot, translator=by_id, dashboards=False)
     assert keys(specs) == {f"warehouse/q{i}" for i in range(1, len(SEED_QUERIES) + 1)}
     assert {s.group_name for s in specs} == {"warehouse"}
+    # A key changed in get_asset_spec moves the deps on it too: none is left on the key it would have had.
+    token_list = snapshot.query(12)
+    assert token_list is not None
+    assert token_list.name == "Token list"
+    listed = {s.key.to_user_string(): s for s in specs}["warehouse/q9"]
+    assert [d.asset_key.to_user_string() for d in listed.deps] == ["warehouse/q12"]
 
     class Prefixed(IWatchTranslator):
         def get_asset_key(self, spec: IWatchQuerySpec) -> dg.AssetKey:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -140,12 +141,20 @@ def test_a_500_is_logged_with_its_traceback(tmp_path: Path, caplog: pytest.LogCa
         assert api.get("/api/queries/2").status_code == 200
 
 
+def _access_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "dagster_iwatch.local.access"]
+
+
 def test_access_log_masks_keys(server: LocalServer, caplog: pytest.LogCaptureFixture) -> None:
     key = server.user_api_key
     with caplog.at_level("INFO", logger="dagster_iwatch.local.access"):
         requests.get(f"{server.url}/api/queries/1?page=1&api_key={key}", timeout=5)
         requests.get(f"{server.url}/api/nope", headers={"Authorization": f"Key {key}"}, timeout=5)
-    lines = [r.getMessage() for r in caplog.records if r.name == "dagster_iwatch.local.access"]
+        # The server logs a request once its answer is sent, so the last line may come after the answer.
+        deadline = time.monotonic() + 5
+        while len(_access_lines(caplog)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    lines = _access_lines(caplog)
     assert len(lines) == 2
     assert '"GET /api/queries/1?page=1&api_key=***" 200 ' in lines[0]
     assert '"GET /api/nope" 404 ' in lines[1]
