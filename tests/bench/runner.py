@@ -71,7 +71,8 @@ def timed(work: Callable[[], Any], baseline_mb: float) -> dict[str, float]:
 
 
 def run_child(section: str, variant: str, args: Sequence[str]) -> dict[str, float]:
-    """One variant, once, in a fresh interpreter."""
+    """One variant, once, in a fresh interpreter; adds ``process_wall``, the child's life from start to exit."""
+    start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "tests.bench.runner", section, variant, *args],
         check=False,
@@ -81,7 +82,7 @@ def run_child(section: str, variant: str, args: Sequence[str]) -> dict[str, floa
     if done.returncode != 0:
         raise RuntimeError(f"{section}.{variant} failed:\n{done.stderr[-4000:]}")
     figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-    return figures
+    return figures | {"process_wall": time.perf_counter() - start}
 
 
 def interleaved(
