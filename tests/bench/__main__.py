@@ -8,7 +8,8 @@ queries and days, fewer rounds) to check that it runs; its figures are not the b
 To stay under 15 minutes on 2 cores, the batch and backfill sections run their slow variant (one step per query,
 one run per partition) on a sample each round and scale it to the whole (``--batch-sample``,
 ``--backfill-sample``); ``--batch-full`` and ``--backfill-full`` run all of it instead (many minutes more), and
-the job waits of 1 s or more run a round's variants at the same time. Each section prints how long it took.
+the job waits of 1 s or more run a round's variants at the same time, and ingest runs 3 rounds (``--rounds``).
+Each section prints how long it took.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
     parser.add_argument("--quick", action="store_true", help="a short run of each section, to check it works")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000], help="ingest sizes, in rows")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per comparison (at least 3)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the ingest section (at least 3)")
     parser.add_argument(
         "--jobs", type=float, nargs="+", default=[0.05, 3.5, 10.5, 30.5], help="job lengths of the waits, seconds"
     )
