@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--batch-queries", type=int, default=50, help="small query assets of the batch section")
     parser.add_argument(
-        "--batch-sample", type=int, default=4, help="queries run as one step each per round (scaled to all)"
+        "--batch-sample", type=int, default=10, help="queries run as one step each per round (scaled to all)"
     )
     parser.add_argument("--batch-full", action="store_true", help="run one step each for every query, no scaling")
     parser.add_argument("--backfill-days", type=int, default=91, help="daily partitions of the backfill section")

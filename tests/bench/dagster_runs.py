@@ -70,13 +70,23 @@ def execute(
         events = result.all_events
         steps = {e.step_key for e in events if e.event_type == dg.DagsterEventType.STEP_START}
         records = instance.all_logs(result.run_id)
-    stamps = {
-        kind: [r.timestamp for r in records if r.dagster_event is not None and r.dagster_event.event_type == kind]
-        for kind in (dg.DagsterEventType.STEP_WORKER_STARTING, dg.DagsterEventType.STEP_SUCCESS)
+    launched = _stamps(records, dg.DagsterEventType.STEP_WORKER_STARTING)
+    done = _stamps(records, dg.DagsterEventType.STEP_SUCCESS)
+    return {
+        "wall": wall,
+        "steps": float(len(steps)),
+        # From the first step process launched to the last step done: what the steps cost, without the run's start.
+        "steps_span": max(done.values()) - min(launched.values()),
     }
-    # From the first step process launched to the last step done: what the steps cost, without the run's own start.
-    span = max(stamps[dg.DagsterEventType.STEP_SUCCESS]) - min(stamps[dg.DagsterEventType.STEP_WORKER_STARTING])
-    return {"wall": wall, "steps": float(len(steps)), "steps_span": span}
+
+
+def _stamps(records: Sequence[dg.EventLogEntry], kind: dg.DagsterEventType) -> dict[str, float]:
+    """When each step had an event of ``kind``, by step key."""
+    return {
+        r.step_key: r.timestamp
+        for r in records
+        if r.step_key is not None and r.dagster_event is not None and r.dagster_event.event_type == kind
+    }
 
 
 def parquet_rows(folder: Path) -> dict[str, int]:
