@@ -70,26 +70,59 @@ def timed(work: Callable[[], Any], baseline_mb: float) -> dict[str, float]:
     }
 
 
-def run_child(section: str, variant: str, args: Sequence[str]) -> dict[str, float]:
-    """One variant, once, in a fresh interpreter."""
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.bench.runner", section, variant, *args],
-        check=False,
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{section}.{variant} failed:\n{done.stderr[-4000:]}")
-    figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+def _command(section: str, variant: str, args: Sequence[str]) -> list[str]:
+    return [sys.executable, "-m", "tests.bench.runner", section, variant, *args]
+
+
+def _figures(section: str, variant: str, returncode: int, stdout: str, stderr: str) -> dict[str, float]:
+    if returncode != 0:
+        raise RuntimeError(f"{section}.{variant} failed:\n{stderr[-4000:]}")
+    figures: dict[str, float] = json.loads(stdout.strip().splitlines()[-1])
     return figures
 
 
+def run_child(section: str, variant: str, args: Sequence[str]) -> dict[str, float]:
+    """One variant, once, in a fresh interpreter; adds ``process_wall``, the child's life from start to exit."""
+    start = time.perf_counter()
+    done = subprocess.run(_command(section, variant, args), check=False, capture_output=True, text=True)
+    figures = _figures(section, variant, done.returncode, done.stdout, done.stderr)
+    return figures | {"process_wall": time.perf_counter() - start}
+
+
+def run_children_together(section: str, variants: Sequence[str], args: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Each variant once, all at the same time, each in a fresh interpreter of its own (for waits, not CPU work)."""
+    children = {
+        variant: subprocess.Popen(
+            _command(section, variant, args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for variant in variants
+    }
+    outputs = {variant: child.communicate() for variant, child in children.items()}
+    return {
+        variant: _figures(section, variant, children[variant].returncode, *outputs[variant]) for variant in variants
+    }
+
+
 def interleaved(
-    section: str, variants: Sequence[str], args: Sequence[str], rounds: int, progress: str = ""
+    section: str,
+    variants: Sequence[str],
+    args: Sequence[str],
+    rounds: int,
+    progress: str = "",
+    together: bool = False,
 ) -> dict[str, list[dict[str, float]]]:
-    """Every variant once per round, in the same order each round, for ``rounds`` rounds."""
+    """Every variant once per round, in the same order each round, for ``rounds`` rounds.
+
+    With ``together``, a round's variants run at the same time in separate processes (for latency measurements
+    that mostly wait, so that a round takes the time of one run).
+    """
     runs: dict[str, list[dict[str, float]]] = {variant: [] for variant in variants}
     for number in range(rounds):
+        if together:
+            print(f"  {progress}round {number + 1}/{rounds}: {', '.join(variants)} together", file=sys.stderr)
+            for variant, figures in run_children_together(section, variants, args).items():
+                runs[variant].append(figures)
+            continue
         for variant in variants:
             print(f"  {progress}round {number + 1}/{rounds}: {variant}", file=sys.stderr, flush=True)
             runs[variant].append(run_child(section, variant, args))
