@@ -8,9 +8,9 @@ ignored, and most fields may be missing or null, as servers of different version
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
 
@@ -28,6 +28,9 @@ from dagster_iwatch.types import (
     Widget,
     WrittenRows,
 )
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "decode",
@@ -107,14 +110,20 @@ class _Column(msgspec.Struct, frozen=True):
     type: str | None = None
 
 
-class _Data(msgspec.Struct, frozen=True):
+class _Columns(msgspec.Struct, frozen=True):
     columns: list[_Column]
+
+
+class _Data(_Columns, frozen=True):
     # Left as JSON text: the rows go to Arrow natively (see dagster_iwatch.arrow), never one object per value.
     rows: msgspec.Raw
 
 
-class _Result(msgspec.Struct, frozen=True):
-    data: _Data
+_D = TypeVar("_D", _Data, _Columns)
+
+
+class _Result(msgspec.Struct, Generic[_D], frozen=True):
+    data: _D
     id: int | None = None
     query_hash: str | None = None
     query: str | None = None
@@ -124,29 +133,16 @@ class _Result(msgspec.Struct, frozen=True):
 
 
 class _ResultAnswer(msgspec.Struct, frozen=True):
-    query_result: _Result
-
-
-class _Columns(msgspec.Struct, frozen=True):
-    columns: list[_Column]
-
-
-class _WrittenResult(msgspec.Struct, frozen=True):
-    data: _Columns
-    id: int | None = None
-    query_hash: str | None = None
-    query: str | None = None
-    data_source_id: int | None = None
-    runtime: float | None = None
-    retrieved_at: str | None = None
+    query_result: _Result[_Data]
 
 
 class _WrittenAnswer(msgspec.Struct, frozen=True):
-    query_result: _WrittenResult
+    # A body whose rows were read as it arrived (dagster_iwatch.ingest): the rest of it.
+    query_result: _Result[_Columns]
 
 
 class _RunAnswer(msgspec.Struct, frozen=True):
-    query_result: _Result | None = None
+    query_result: _Result[_Data] | None = None
     job: _Job | None = None
 
 
@@ -306,7 +302,7 @@ def _columns(wire: list[_Column], call: str) -> tuple[Column, ...]:
     return tuple(Column(c.name, c.friendly_name, c.type) for c in wire)
 
 
-def _result(wire: _Result, call: str, rows_json: bytes | memoryview | None = None) -> QueryResult:
+def _result(wire: _Result[_Data], call: str, rows_json: bytes | memoryview | None = None) -> QueryResult:
     from dagster_iwatch.arrow import table_from_rows_json
 
     columns = _columns(wire.data.columns, call)
@@ -316,6 +312,12 @@ def _result(wire: _Result, call: str, rows_json: bytes | memoryview | None = Non
     except ProtocolError as error:
         failure = ProtocolError(f"{call}: {error}")
         raise failure from None
+    return _query_result(wire, columns, JsonRows(rows, table.num_rows), table)
+
+
+def _query_result(
+    wire: _Result[Any], columns: tuple[Column, ...], rows: Sequence[Mapping[str, Any]], table: pa.Table | None = None
+) -> QueryResult:
     return QueryResult(
         id=wire.id,
         query_hash=wire.query_hash,
@@ -324,7 +326,7 @@ def _result(wire: _Result, call: str, rows_json: bytes | memoryview | None = Non
         runtime=wire.runtime,
         retrieved_at=_time(wire.retrieved_at),
         columns=columns,
-        rows=JsonRows(rows, table.num_rows),
+        rows=rows,
         table=table,
     )
 
@@ -358,19 +360,8 @@ def parse_result(body: bytes, call: str) -> QueryResult:
 
 def written_result(envelope: Any, call: str, rows: int, where: str) -> QueryResult:
     """A result from a body's envelope (all but its rows), whose ``rows`` were written to ``where``."""
-    answer = _convert(envelope, _WrittenAnswer, call)
-    wire = answer.query_result
-    columns = _columns(wire.data.columns, call)
-    return QueryResult(
-        id=wire.id,
-        query_hash=wire.query_hash,
-        query=wire.query,
-        data_source_id=wire.data_source_id,
-        runtime=wire.runtime,
-        retrieved_at=_time(wire.retrieved_at),
-        columns=columns,
-        rows=WrittenRows(rows, where),
-    )
+    wire = _convert(envelope, _WrittenAnswer, call).query_result
+    return _query_result(wire, _columns(wire.data.columns, call), WrittenRows(rows, where))
 
 
 def parse_run(body: bytes, call: str) -> QueryResult | Job:

@@ -140,15 +140,38 @@ class Query:
         return next((p for p in self.parameters if p.name == name), None)
 
 
-class JsonRows(Sequence[Mapping[str, Any]]):
+class _CountedRows(Sequence[Mapping[str, Any]]):
+    """Rows known by their count, each kind of view saying how to read them."""
+
+    def __init__(self, count: int) -> None:
+        self._count = count
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> Mapping[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Mapping[str, Any]]: ...
+    def __getitem__(self, index: int | slice) -> Mapping[str, Any] | Sequence[Mapping[str, Any]]:
+        return self._read()[index]
+
+    def _read(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._count} rows)"
+
+
+class JsonRows(_CountedRows):
     """A result's rows kept as the JSON text the server sent, decoded into dicts only when first read."""
 
     def __init__(self, text: bytes | memoryview, count: int) -> None:
+        super().__init__(count)
         self._text = text
-        self._count = count
         self._rows: list[dict[str, Any]] | None = None
 
-    def _decoded(self) -> list[dict[str, Any]]:
+    def _read(self) -> list[dict[str, Any]]:
         if self._rows is None:
             try:
                 self._rows = msgspec.json.decode(self._text)
@@ -157,38 +180,18 @@ class JsonRows(Sequence[Mapping[str, Any]]):
                 self._rows = json.loads(bytes(self._text))
         return self._rows
 
-    def __len__(self) -> int:
-        return self._count
-
-    @overload
-    def __getitem__(self, index: int) -> Mapping[str, Any]: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Mapping[str, Any]]: ...
-    def __getitem__(self, index: int | slice) -> Mapping[str, Any] | Sequence[Mapping[str, Any]]:
-        return self._decoded()[index]
-
     def __eq__(self, other: object) -> bool:
         return list(self) == other if isinstance(other, list) else self is other
 
-    def __repr__(self) -> str:
-        return f"JsonRows({self._count} rows)"
 
-
-class WrittenRows(Sequence[Mapping[str, Any]]):
+class WrittenRows(_CountedRows):
     """The rows of a result streamed to a file: counted, not kept in memory."""
 
     def __init__(self, count: int, where: str) -> None:
-        self._count = count
+        super().__init__(count)
         self._where = where
 
-    def __len__(self) -> int:
-        return self._count
-
-    @overload
-    def __getitem__(self, index: int) -> Mapping[str, Any]: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Mapping[str, Any]]: ...
-    def __getitem__(self, index: int | slice) -> Mapping[str, Any] | Sequence[Mapping[str, Any]]:
+    def _read(self) -> list[dict[str, Any]]:
         raise self.not_kept()
 
     def not_kept(self) -> IWatchError:
@@ -196,9 +199,6 @@ class WrittenRows(Sequence[Mapping[str, Any]]):
         return IWatchError(
             f"The {self._count} rows of this result were written to {self._where}, not kept: read them there"
         )
-
-    def __repr__(self) -> str:
-        return f"WrittenRows({self._count} rows)"
 
 
 @dataclass(frozen=True)
