@@ -285,20 +285,30 @@ class Transport:
         """Send a read (retried as :meth:`request` retries it) and yield its body's chunks as they arrive.
 
         Retries end once the body has started: a connection lost mid-way raises :class:`TransportError`
-        there. The answer is closed when the iteration ends, fails or is closed early.
+        there. The answer is closed when the iteration ends, fails or is closed early. The deadline and the
+        progress callback are those in effect when this is called, wherever the chunks are then read (the
+        ingest reads them on a thread of its own).
 
         Raises:
             TransportError, APIError, ResultTooLargeError: As :meth:`request`.
         """
-        response = self._with_retries(
-            lambda deadline: self._send(method, path, credential, None, None, limit, True, deadline)
-        )
-        yield from self._chunks(response, method, path, limit)
+        deadline, on_bytes = _DEADLINE.get(), _ON_BYTES.get()
 
-    def _with_retries(self, attempt: Callable[[float | None], _T]) -> _T:
-        """``attempt(deadline)`` until it succeeds, or fails for good, or retries or the deadline run out."""
+        def chunks() -> Iterator[bytes]:
+            response = self._with_retries(
+                lambda deadline: self._send(method, path, credential, None, None, limit, True, deadline), deadline
+            )
+            yield from self._chunks(response, method, path, limit, on_bytes)
+
+        return chunks()
+
+    def _with_retries(self, attempt: Callable[[float | None], _T], deadline: float | None = None) -> _T:
+        """``attempt(deadline)`` until it succeeds, or fails for good, or retries or the deadline run out.
+
+        The deadline is the one given, else the one in effect.
+        """
         left = self.settings.max_retries
-        deadline = _DEADLINE.get()
+        deadline = _DEADLINE.get() if deadline is None else deadline
         number = 0
         while True:
             try:
@@ -376,10 +386,20 @@ class Transport:
             f"{type(error).__name__}: {self.redact(str(error))}"
         )
 
-    def _chunks(self, response: requests.Response, method: str, path: str, limit: int | None) -> Iterator[bytes]:
-        """The body as it arrives, up to ``limit`` bytes (no further byte is read); closes the answer."""
+    def _chunks(
+        self,
+        response: requests.Response,
+        method: str,
+        path: str,
+        limit: int | None,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> Iterator[bytes]:
+        """The body as it arrives, up to ``limit`` bytes (no further byte is read); closes the answer.
+
+        ``on_bytes`` is told the size read so far; the progress callback in effect when ``None``.
+        """
         size = 0
-        on_bytes = _ON_BYTES.get()
+        on_bytes = on_bytes or _ON_BYTES.get()
         try:
             while True:
                 want = _READ_CHUNK if limit is None else min(_READ_CHUNK, limit + 1 - size)

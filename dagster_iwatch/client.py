@@ -241,7 +241,7 @@ class IWatchClient(QueryEndpoints, DashboardEndpoints):
             max_age: As for :meth:`execute`.
             timeout: As for :meth:`execute`.
             query: As for :meth:`execute`.
-            progress: As for :meth:`execute`.
+            progress: As for :meth:`execute`; the ``reading`` updates come from the thread that reads the body.
             compression: Parquet codec (``zstd``, ``snappy``, ``gzip``, ``brotli``, ``lz4`` or ``none``).
             compression_level: Codec level, or ``None`` for the codec's default.
             row_group_size: Rows per row group; ``None``: 65,536 (a few MB of data at a time).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,9 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from dagster_iwatch.client import IWatchClient
-from dagster_iwatch.errors import IWatchError, TransportError
+from dagster_iwatch.errors import IWatchError, JobTimeoutError, ResultTooLargeError, TransportError
 from dagster_iwatch.local import LocalServer
 from dagster_iwatch.metadata import BatchFingerprint, data_version
+from dagster_iwatch.run_handler import RunProgress
 from tests.client.proxy import Proxy
 from tests.ingest.helpers import assert_same_table
 
@@ -105,3 +107,30 @@ def test_a_query_key_refused_the_result_route_reads_it_from_the_cache(server: Lo
     assert result.row_count == len(amounts) > 0
     assert all(a >= 2700 for a in amounts)
     assert result.job_id is not None
+
+
+def test_the_deadline_and_the_progress_reach_the_thread_that_reads_the_body(
+    server: LocalServer, proxy: Proxy, tmp_path: Path
+) -> None:
+    updates: list[RunProgress] = []
+    with client_for(proxy.url, server) as client:
+        client.execute_to_parquet(12, tmp_path / "seen.parquet", progress=updates.append)
+        assert any(u.stage == "reading" and u.bytes_read > 0 for u in updates)
+        assert updates[-1].stage == "done"
+        assert updates[-1].rows == 5
+        proxy.plan("GET", "/api/queries/12/results/", "hang", times=100)
+        started = time.monotonic()
+        with pytest.raises(JobTimeoutError):
+            client.execute_to_parquet(12, tmp_path / "late.parquet", timeout=1.5)
+    # The result's read is cut at the run's deadline, not at the 60 s read timeout.
+    assert time.monotonic() - started < 10
+    assert not (tmp_path / "late.parquet").exists()
+
+
+def test_a_result_over_max_result_bytes_is_refused_and_nothing_written(server: LocalServer, tmp_path: Path) -> None:
+    server.inject_fault(kind="large", rows=20_000, method="GET", path_prefix="/api/queries/1/results/", times=1)
+    path = tmp_path / "large.parquet"
+    client = IWatchClient(server.url, server.user_api_key, poll_interval=0.02, max_result_bytes=100_000)
+    with client, pytest.raises(ResultTooLargeError):
+        client.execute_to_parquet(1, path)
+    assert list(tmp_path.iterdir()) == []
