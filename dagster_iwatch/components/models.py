@@ -74,13 +74,11 @@ class IWatchConnectionArgs(dg.Resolvable):
         return IWatchClient(self.url, self.api_key, timeout=(10.0, self.timeout))
 
 
-@dataclass
-class QueryOptionsArgs(dg.Resolvable):
-    """How to run one query (``query_id``) or the queries with a tag (``tag``).
+@dataclass(kw_only=True)
+class QueryRunArgs(dg.Resolvable):
+    """How a query runs: the YAML fields a query component and the per-query options share.
 
     Attributes:
-        query_id: The query these options are for.
-        tag: Or a tag: the options apply to the queries that have it (options by id come first).
         parameters: Static parameter values.
         partitions_def: The asset's partitions (hourly, daily, weekly, time_window or static).
         partition_parameter: The parameter each partition fills.
@@ -92,8 +90,6 @@ class QueryOptionsArgs(dg.Resolvable):
         pool: A Dagster concurrency pool.
     """
 
-    query_id: int | None = None
-    tag: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     partitions_def: ResolvedPartitionsDefinition = None
     partition_parameter: str | None = None
@@ -104,18 +100,33 @@ class QueryOptionsArgs(dg.Resolvable):
     group_name: str | None = None
     pool: str | None = None
 
+    def run_fields(self) -> dict[str, Any]:
+        """These fields as keyword arguments of ``IWatchQuerySpec`` and ``IWatchQueryOptions``."""
+        return {
+            "parameters": dict(self.parameters),
+            "partitions_def": self.partitions_def,
+            "partition_parameter": self.partition_parameter,
+            "range_end": self.range_end,
+            "max_age": self.max_age,
+            "mode": self.mode,
+            "checks": tuple(self.checks),
+            "group_name": self.group_name,
+            "pool": self.pool,
+        }
+
+
+@dataclass(kw_only=True)
+class QueryOptionsArgs(QueryRunArgs):
+    """How to run one query (``query_id``) or the queries with a tag (``tag``); the fields of :class:`QueryRunArgs`.
+
+    Attributes:
+        query_id: The query these options are for.
+        tag: Or a tag: the options apply to the queries that have it (options by id come first).
+    """
+
+    query_id: int | None = None
+    tag: str | None = None
+
     def to_options(self) -> IWatchQueryOptions:
         """The workspace's options."""
-        return IWatchQueryOptions(
-            query_id=self.query_id,
-            tag=self.tag,
-            parameters=dict(self.parameters),
-            partitions_def=self.partitions_def,
-            partition_parameter=self.partition_parameter,
-            range_end=self.range_end,
-            max_age=self.max_age,
-            mode=self.mode,
-            checks=tuple(self.checks),
-            group_name=self.group_name,
-            pool=self.pool,
-        )
+        return IWatchQueryOptions(query_id=self.query_id, tag=self.tag, **self.run_fields())

@@ -2,14 +2,14 @@
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import dagster as dg
 from dagster.components.utils.translation import TranslationFn, TranslationFnResolver
 from pydantic import BaseModel
 
 from dagster_iwatch.assets import DEFAULT_KINDS, IWatchQuerySpec, build_iwatch_query_asset
-from dagster_iwatch.components.models import ResolvedPartitionsDefinition
+from dagster_iwatch.components.models import QueryRunArgs
 
 
 def _template_vars(spec: IWatchQuerySpec) -> Mapping[str, Any]:
@@ -36,24 +36,19 @@ class QueryScaffolder(dg.Scaffolder[QueryScaffoldParams]):
 
 
 @dg.scaffold_with(QueryScaffolder)
-@dataclass
-class IWatchQueryComponent(dg.Component, dg.Resolvable):
+@dataclass(kw_only=True)
+class IWatchQueryComponent(dg.Component, QueryRunArgs):
     """One saved query as an asset that runs it and stores the typed result as Parquet (no HTTP call at load).
+
+    How it runs (parameters, partitions, max_age, mode, checks, group and pool) are the fields of
+    :class:`~dagster_iwatch.components.models.QueryRunArgs`.
 
     Attributes:
         query_id: The saved query's id.
         key: The asset key (``a/b``; default ``iwatch/<snake-case name>`` or ``iwatch/query_<id>``).
         name: The query's name, for the default key and description.
         description: The asset's description.
-        parameters: Static parameter values.
-        partitions_def: The asset's partitions (hourly, daily, weekly, time_window or static).
-        partition_parameter: The parameter each partition fills.
-        range_end: ``inclusive`` (default) or ``exclusive`` end of ranges filled from a time window.
-        max_age: Reuse a server-side result at most this many seconds old (0: always run).
-        mode: ``execute`` runs the query; ``cached`` reads its latest result.
-        checks: Asset checks: ``not_empty``, ``schema_unchanged``.
-        group_name, owners, tags, kinds, deps: As on an asset spec.
-        pool: A Dagster concurrency pool.
+        owners, tags, kinds, deps: As on an asset spec.
         resource_key: The key of the ``IWatchResource`` the asset uses.
         translation: Asset attributes to override, templated with ``{{ data }}`` (the query spec) and
             ``{{ query_id }}``.
@@ -63,19 +58,10 @@ class IWatchQueryComponent(dg.Component, dg.Resolvable):
     key: str | None = None
     name: str | None = None
     description: str | None = None
-    parameters: dict[str, Any] = field(default_factory=dict)
-    partitions_def: ResolvedPartitionsDefinition = None
-    partition_parameter: str | None = None
-    range_end: Literal["inclusive", "exclusive"] = "inclusive"
-    max_age: int = 0
-    mode: Literal["execute", "cached"] = "execute"
-    checks: Sequence[str] = ()
-    group_name: str | None = None
     owners: Sequence[str] = ()
     tags: dict[str, str] = field(default_factory=dict)
     kinds: Sequence[str] = tuple(sorted(DEFAULT_KINDS))
     deps: Sequence[str] = ()
-    pool: str | None = None
     resource_key: str = "iwatch"
     translation: Annotated[
         TranslationFn[IWatchQuerySpec] | None, TranslationFnResolver[IWatchQuerySpec](_template_vars)
@@ -88,19 +74,11 @@ class IWatchQueryComponent(dg.Component, dg.Resolvable):
             key=dg.AssetKey.from_user_string(self.key) if self.key else None,
             name=self.name,
             description=self.description,
-            parameters=dict(self.parameters),
-            partitions_def=self.partitions_def,
-            partition_parameter=self.partition_parameter,
-            range_end=self.range_end,
-            max_age=self.max_age,
-            mode=self.mode,
-            checks=tuple(self.checks),
-            group_name=self.group_name,
             owners=tuple(self.owners),
             tags=dict(self.tags),
             kinds=frozenset(self.kinds),
             deps=[dg.AssetKey.from_user_string(d) for d in self.deps],
-            pool=self.pool,
+            **self.run_fields(),
         )
         translation = self.translation
         translator = (lambda s, a: translation(a, s)) if translation else None
