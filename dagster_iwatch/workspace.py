@@ -112,17 +112,22 @@ class IWatchQueryOptions:
 
     def spec_fields(self) -> dict[str, Any]:
         """The :class:`IWatchQuerySpec` fields these options set."""
-        return {
-            "parameters": dict(self.parameters),
-            "partitions_def": self.partitions_def,
-            "partition_parameter": self.partition_parameter,
-            "range_end": self.range_end,
-            "max_age": self.max_age,
-            "mode": self.mode,
-            "checks": tuple(self.checks),
-            "group_name": self.group_name,
-            "pool": self.pool,
-        }
+        return query_run_fields(self)
+
+
+def query_run_fields(source: Any) -> dict[str, Any]:
+    """The :class:`IWatchQuerySpec` fields that say how a query runs, from anything that has them (options, YAML)."""
+    return {
+        "parameters": dict(source.parameters),
+        "partitions_def": source.partitions_def,
+        "partition_parameter": source.partition_parameter,
+        "range_end": source.range_end,
+        "max_age": source.max_age,
+        "mode": source.mode,
+        "checks": tuple(source.checks),
+        "group_name": source.group_name,
+        "pool": source.pool,
+    }
 
 
 @dataclass(frozen=True)

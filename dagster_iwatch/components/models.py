@@ -18,7 +18,7 @@ from dagster.components.utils.translation import TranslationFn, TranslationFnRes
 
 from dagster_iwatch.client import IWatchClient
 from dagster_iwatch.state import DashboardRecord, QueryRecord
-from dagster_iwatch.workspace import IWatchQueryOptions
+from dagster_iwatch.workspace import IWatchQueryOptions, query_run_fields
 
 AssetRecord = QueryRecord | DashboardRecord
 """What a ``translation`` receives as ``data``: the snapshot's record of a query or a dashboard."""
@@ -102,17 +102,7 @@ class QueryRunArgs(dg.Resolvable):
 
     def run_fields(self) -> dict[str, Any]:
         """These fields as keyword arguments of ``IWatchQuerySpec`` and ``IWatchQueryOptions``."""
-        return {
-            "parameters": dict(self.parameters),
-            "partitions_def": self.partitions_def,
-            "partition_parameter": self.partition_parameter,
-            "range_end": self.range_end,
-            "max_age": self.max_age,
-            "mode": self.mode,
-            "checks": tuple(self.checks),
-            "group_name": self.group_name,
-            "pool": self.pool,
-        }
+        return query_run_fields(self)
 
 
 @dataclass(kw_only=True)
