@@ -213,10 +213,17 @@ def _check_key(result: dg.AssetCheckResult) -> dg.AssetCheckKey:
 
 def table_output(table: pa.Table, output_name: str, metadata: Mapping[str, Any]) -> dg.Output[pa.Table]:
     """The step's output: the table, its metadata, and a data version from its content."""
+    return versioned_output(table, output_name, metadata, data_version(table))
+
+
+def versioned_output(
+    value: T, output_name: str, metadata: Mapping[str, Any], version: dg.DataVersion | None
+) -> dg.Output[T]:
+    """The step's output with its metadata and data version."""
     with warnings.catch_warnings():
         # Output(data_version=...) is marked beta, yet it is the documented way to version a result.
         warnings.simplefilter("ignore", dg.BetaWarning)
-        return dg.Output(table, output_name, metadata=dict(metadata), data_version=data_version(table))
+        return dg.Output(value, output_name, metadata=dict(metadata), data_version=version)
 
 
 def check_names(checks: Collection[str], known: Mapping[str, str], what: str = "asset checks") -> list[str]:

@@ -7,7 +7,6 @@ Parquet IO manager stores as one file per partition.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -17,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dagster_iwatch import checks as asset_checks
-from dagster_iwatch._factory import DEFAULT_IO_MANAGER_KEY, each_partition
+from dagster_iwatch._factory import DEFAULT_IO_MANAGER_KEY, each_partition, versioned_output
 from dagster_iwatch.client import IWatchClient
 from dagster_iwatch.errors import (
     APIError,
@@ -69,10 +68,7 @@ def materialize(
     else:
         one = _store(context, resource, spec, None, None, staging)
         stored = [one]
-        with warnings.catch_warnings():
-            # Output(data_version=...) is marked beta, yet it is the documented way to version a result.
-            warnings.simplefilter("ignore", dg.BetaWarning)
-            yield dg.Output(one.value, output_name, metadata=one.metadata, data_version=one.version)
+        yield versioned_output(one.value, output_name, one.metadata, one.version)
     # Over a range, a check holds when it holds for every partition: the fewest rows, the oldest result.
     ages = [s.result.retrieved_at for s in stored if s.result.retrieved_at is not None]
     yield from asset_checks.evaluate(

@@ -92,7 +92,7 @@ class ParquetTarget:
         options: dict[str, Any] = {"compression": self.compression}
         if self.compression_level is not None:
             options["compression_level"] = self.compression_level
-        pq.write_table(table, self.sink, row_group_size=self.row_group_size, **options)
+        pq.write_table(table, self.sink, row_group_size=self.row_group_size or STREAM_ROW_GROUP_ROWS, **options)
         if self.observer is not None:
             for batch in table.to_batches():
                 self.observer.batch(batch)
