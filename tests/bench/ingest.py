@@ -228,13 +228,13 @@ def _write_only(folder: str) -> dict[str, float]:
 def _stages(folder: str) -> dict[str, float]:
     """CPU seconds of each stage of the in-memory path, run one after the other in this thread (a profile)."""
     from dagster_iwatch.arrow import column_field, finish_column
-    from dagster_iwatch.ingest import _Body, _run
     from dagster_iwatch.piece_reader import PieceReader
+    from dagster_iwatch.result_body import BodyScan, scan_body
 
     body, _ = _body(folder)
     stages = {"cut": 0.0, "parse": 0.0, "cast": 0.0, "write": 0.0}
-    found = _Body()
-    pieces = _run([memoryview(body)], found, None)
+    found = BodyScan()
+    pieces = scan_body([memoryview(body)], found, None)
     batches = []
     reader: PieceReader | None = None
     while True:
